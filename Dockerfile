@@ -1,0 +1,16 @@
+FROM python:3.13-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VAR_DIR=/var/lib/ownedaudience
+WORKDIR /app
+RUN useradd --system --home /app --uid 1000 app \
+    && mkdir -p /var/lib/ownedaudience && chown app /var/lib/ownedaudience
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+# collectstatic reads settings; these throwaway values exist only for this build step.
+RUN SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 STATIC_ROOT=/app/staticfiles \
+    python manage.py collectstatic --no-input -v 0
+ENV STATIC_ROOT=/app/staticfiles
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "ownedaudience.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

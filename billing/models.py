@@ -1,0 +1,1 @@
+# Plans, memberships and the Stripe event log arrive with the billing issue.

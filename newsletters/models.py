@@ -1,0 +1,151 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Newsletter(models.Model):
+    """A publication: who sends it, to whom it belongs, how it looks."""
+
+    class Language(models.TextChoices):
+        ENGLISH = "en", "English"
+        VIETNAMESE = "vi", "Tiếng Việt"
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    sender_name = models.CharField(max_length=200, blank=True)
+    sender_email = models.EmailField(blank=True)
+    reply_to = models.EmailField(blank=True)
+    postal_address = models.TextField(
+        blank=True, help_text=_("Shown in every email's footer; the law in most countries asks for it.")
+    )
+    language = models.CharField(max_length=5, choices=Language.choices, default=Language.ENGLISH)
+    owners = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="newsletters", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(language__in=["en", "vi"]), name="newsletter_language_valid"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class SocialLink(models.Model):
+    """A link on the creator's page: their TikTok, Instagram, YouTube, site."""
+
+    newsletter = models.ForeignKey(Newsletter, on_delete=models.CASCADE, related_name="social_links")
+    label = models.CharField(max_length=60)
+    url = models.URLField(max_length=500)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.label
+
+
+class IssueStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft")
+    SCHEDULED = "scheduled", _("Scheduled")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+
+
+class IssueAudience(models.TextChoices):
+    EVERYONE = "everyone", _("Everyone")
+    PAID = "paid", _("Paid members")
+
+
+class Issue(models.Model):
+    Status = IssueStatus
+    Audience = IssueAudience
+
+    newsletter = models.ForeignKey(Newsletter, on_delete=models.CASCADE, related_name="issues")
+    title = models.CharField(max_length=300)
+    slug = models.SlugField(max_length=120)
+    body_markdown = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    audience = models.CharField(max_length=16, choices=Audience.choices, default=Audience.EVERYONE)
+    show_on_web = models.BooleanField(default=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["newsletter", "slug"], name="issue_slug_unique_per_newsletter"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=IssueStatus.values), name="issue_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(audience__in=IssueAudience.values), name="issue_audience_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return self.title
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    UNKNOWN = "unknown", _("Unknown (worker lost mid-send)")
+
+
+class Delivery(models.Model):
+    """The ledger: one row per issue and recipient, frozen when a send starts."""
+
+    Status = DeliveryStatus
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["issue", "subscriber"], name="delivery_unique_pair"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=DeliveryStatus.values), name="delivery_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["issue", "status"], name="delivery_issue_status_idx")]
+
+    def __str__(self):
+        return f"{self.issue} → {self.subscriber}"
+
+
+class OutboxMessage(models.Model):
+    """The dev outbox: with EMAIL_URL=outbox:// every email lands here instead of the internet."""
+
+    mailer = models.CharField(max_length=40, blank=True)
+    newsletter_slug = models.SlugField(max_length=60, blank=True, help_text=_("From the X-Newsletter header."))
+    from_email = models.CharField(max_length=300)
+    to = models.TextField(help_text=_("Recipients, one per line."))
+    subject = models.CharField(max_length=998)
+    text_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)
+    raw = models.BinaryField(help_text=_("The whole message as it would go on the wire."))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("dev outbox message")
+
+    def __str__(self):
+        return self.subject

@@ -1,0 +1,36 @@
+"""A mail backend that keeps every message in the database for the browser to show."""
+
+from django.core.mail.backends.base import BaseEmailBackend
+
+
+# Every message built for a newsletter names it here, so its creator can find it.
+NEWSLETTER_HEADER = "X-Newsletter"
+
+
+def _html_alternative(message):
+    for content, mimetype in getattr(message, "alternatives", []) or []:
+        if mimetype == "text/html":
+            return content
+    return ""
+
+
+class OutboxBackend(BaseEmailBackend):
+    def send_messages(self, email_messages):
+        from .models import OutboxMessage
+
+        rows = [
+            OutboxMessage(
+                mailer=self.alias or "",
+                newsletter_slug=message.extra_headers.get(NEWSLETTER_HEADER, "")[:60],
+                from_email=message.from_email,
+                to="\n".join(message.recipients()),
+                subject=message.subject,
+                text_body=message.body,
+                html_body=_html_alternative(message),
+                raw=message.message().as_bytes(),
+            )
+            for message in email_messages
+            if message.recipients()
+        ]
+        OutboxMessage.objects.bulk_create(rows)
+        return len(rows)

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+
+from .health import healthz
+
+admin.site.site_header = "ownedaudience"
+admin.site.site_title = "ownedaudience"
+admin.site.index_title = "Your newsletters"
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

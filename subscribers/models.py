@@ -1,0 +1,76 @@
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
+
+
+class Subscriber(models.Model):
+    """One person, one row per address whatever its case."""
+
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="subscriber_email_unique_ci"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.email
+
+
+class SubscriptionStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting for confirmation")
+    ACTIVE = "active", _("Active")
+    UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+    BOUNCED = "bounced", _("Bounced")
+    COMPLAINED = "complained", _("Complained")
+
+
+class SubscriptionTier(models.TextChoices):
+    FREE = "free", _("Free")
+    PAID = "paid", _("Paid")
+
+
+class Subscription(models.Model):
+    """A subscriber following one newsletter, with how and when they said yes."""
+
+    Status = SubscriptionStatus
+    Tier = SubscriptionTier
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="subscriptions")
+    newsletter = models.ForeignKey(
+        "newsletters.Newsletter", on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.FREE)
+    source = models.CharField(max_length=100, blank=True, help_text=_("Which link or form brought them."))
+
+    # Consent record: what the fan saw and agreed to, and when they confirmed.
+    consent_form = models.CharField(max_length=100, blank=True)
+    consent_text = models.TextField(blank=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    consent_ip = models.GenericIPAddressField(null=True, blank=True)
+    consent_user_agent = models.CharField(max_length=500, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "newsletter"], name="subscription_unique_pair"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=SubscriptionStatus.values), name="subscription_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(tier__in=SubscriptionTier.values), name="subscription_tier_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["newsletter", "status"], name="subscription_audience_idx")]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.subscriber} → {self.newsletter}"

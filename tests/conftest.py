@@ -1,0 +1,69 @@
+import os
+
+import pytest
+from django.conf import settings
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _require(available, what):
+    if available:
+        return
+    reason = f"{what} is not reachable (set DATABASE_URL / REDIS_URL)"
+    if CI:
+        pytest.fail(f"CI needs every service: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("postgres"):
+        _require(settings.POSTGRES_AVAILABLE, "PostgreSQL")
+    if item.get_closest_marker("redis"):
+        _require(settings.REDIS_AVAILABLE, "Redis")
+
+
+def pytest_report_header(config):
+    return (
+        f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+        f"({'PostgreSQL' if settings.POSTGRES_AVAILABLE else 'fallback'}); "
+        f"broker: {settings.CELERY_BROKER_URL.split('@')[-1]}"
+    )
+
+
+@pytest.fixture
+def make_creator(db):
+    """A creator login with one newsletter of their own, as `create_newsletter` makes them."""
+    from newsletters.services import creator_ensure, creator_reset_password, newsletter_create
+
+    def make(slug, email=None):
+        user, _ = creator_ensure(email=email or f"{slug}@creators.example")
+        user.plain_password = creator_reset_password(user)
+        newsletter, _ = newsletter_create(slug=slug, name=slug.title(), owner=user)
+        return user, newsletter
+
+    return make
+
+
+@pytest.fixture
+def subscribe(db):
+    """Put an address on a newsletter's list directly, with the given status."""
+    from subscribers.models import Subscription
+    from subscribers.services import subscriber_ensure
+
+    def make(newsletter, email, status=Subscription.Status.ACTIVE, **fields):
+        subscriber = subscriber_ensure(email=email)
+        return Subscription.objects.create(subscriber=subscriber, newsletter=newsletter, status=status, **fields)
+
+    return make
+
+
+@pytest.fixture
+def database_url(django_db_setup, django_db_blocker):
+    """DATABASE_URL of the test database, for child processes (web servers, workers)."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        pytest.skip("child processes cannot share an in-memory SQLite database")
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params["PASSWORD"] else "")
+    return f"postgres://{auth}@{params['HOST']}:{params['PORT'] or 5432}/{params['NAME']}"
