@@ -67,3 +67,23 @@ def database_url(django_db_setup, django_db_blocker):
         pytest.skip("child processes cannot share an in-memory SQLite database")
     auth = params["USER"] + (f":{params['PASSWORD']}" if params["PASSWORD"] else "")
     return f"postgres://{auth}@{params['HOST']}:{params['PORT'] or 5432}/{params['NAME']}"
+
+
+@pytest.fixture
+def smtp_sink():
+    from .smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path, database_url):
+    """Start real Celery worker processes: `with start_worker(queues=...) as worker:`."""
+    import functools
+
+    from .workers import celery_worker
+
+    _require(settings.REDIS_AVAILABLE, "Redis")
+    return functools.partial(celery_worker, tmp_path, database_url=database_url, redis_url=settings.REDIS_URL)
