@@ -73,6 +73,7 @@ class Issue(models.Model):
     audience = models.CharField(max_length=16, choices=Audience.choices, default=Audience.EVERYONE)
     show_on_web = models.BooleanField(default=True)
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    send_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -95,21 +96,32 @@ class Issue(models.Model):
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
-    SENDING = "sending", _("Sending")
+    CLAIMED = "claimed", _("Claimed by a worker")
+    SENDING = "sending", _("Handed to the transport")
     SENT = "sent", _("Sent")
     FAILED = "failed", _("Failed")
     UNKNOWN = "unknown", _("Unknown (worker lost mid-send)")
+    SKIPPED = "skipped", _("Skipped (left the list before their turn)")
 
 
 class Delivery(models.Model):
-    """The ledger: one row per issue and recipient, frozen when a send starts."""
+    """The ledger: one row per issue and recipient, frozen when a send starts.
+
+    pending -> claimed (a worker took it, with a lease) -> sending (handed to the transport)
+    -> sent | failed | pending again (transient error, later). A lease that runs out turns
+    claimed rows back to pending (never handed over) and sending rows to unknown.
+    """
 
     Status = DeliveryStatus
 
-    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
+    # The (issue, subscriber) unique index serves lookups by issue, so no second index on it.
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries")
+    variant = models.CharField(max_length=8, default="free", help_text=_("Which rendition: free or paid."))
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     message_id = models.CharField(max_length=300, blank=True)
@@ -124,10 +136,25 @@ class Delivery(models.Model):
                 condition=models.Q(status__in=DeliveryStatus.values), name="delivery_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["issue", "status"], name="delivery_issue_status_idx")]
+        # Claims scan one issue's pending rows in id order.
+        indexes = [models.Index(fields=["issue", "status", "id"], name="delivery_issue_status_idx")]
 
     def __str__(self):
         return f"{self.issue} → {self.subscriber}"
+
+
+class Rendition(models.Model):
+    """An issue rendered once for one audience when its send starts; workers only personalize it."""
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="renditions")
+    variant = models.CharField(max_length=8)
+    headers = models.TextField(help_text=_("Header lines shared by every recipient."))
+    text = models.TextField()
+    html = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issue", "variant"], name="rendition_unique_variant")]
 
 
 class OutboxMessage(models.Model):

@@ -38,12 +38,15 @@ def parse_email_url(url):
     smtp://user:pass@host:port     -> SMTP; ?tls=starttls|ssl|none, ?timeout=seconds
     smtps://user:pass@host:port    -> SMTP over implicit TLS
     ses://REGION                   -> Amazon SES v2 (?configuration_set=NAME)
+    discard://                     -> accepted and dropped (benchmarks)
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     if scheme == "outbox":
         return {"transport": "outbox"}
+    if scheme == "discard":
+        return {"transport": "discard"}
     if scheme in ("smtp", "smtps"):
         default_tls = "ssl" if scheme == "smtps" else "none"
         return {
@@ -62,4 +65,4 @@ def parse_email_url(url):
             "region": region,
             "configuration_set": query.get("configuration_set", ""),
         }
-    raise ValueError(f"EMAIL_URL scheme {scheme!r} is not one of outbox, smtp, smtps, ses")
+    raise ValueError(f"EMAIL_URL scheme {scheme!r} is not one of outbox, smtp, smtps, ses, discard")

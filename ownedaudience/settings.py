@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import envbool, envint, envlist, envstr, parse_email_url
+from .env import envbool, envfloat, envint, envlist, envstr, parse_email_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
@@ -130,13 +130,31 @@ def _mailer(transport):
                 "timeout": transport["timeout"],
             },
         }
-    raise ImproperlyConfigured(
-        f"EMAIL_URL transport {transport['transport']!r} is not available for Django mail yet."
-    )
+    # SES and discard go through the send engine's own transports.
+    return {"BACKEND": "newsletters.transports.backend.TransportEmailBackend"}
 
 
 # "transactional" carries confirmations, login codes and receipts; "default" is Django's own.
 MAILERS = {"default": _mailer(EMAIL_TRANSPORT), "transactional": _mailer(EMAIL_TRANSPORT)}
+
+# The send engine (see ARCHITECTURE.md). 0 means "pick for me".
+SEND_RATE = envfloat("SEND_RATE", 0)  # messages/s for the whole account; 0: SES's max rate, or none
+SEND_CHAINS = envint("SEND_CHAINS", 4)  # batches of one issue worked on at once
+SEND_BATCH_SIZE = envint("SEND_BATCH_SIZE", 500)
+SEND_BATCH_SECONDS = envint("SEND_BATCH_SECONDS", 20)  # at a low rate, batches shrink to about this long
+SEND_WINDOW = envint("SEND_WINDOW", 0)  # messages handed to the transport at once; 0: the transport's own
+SEND_LEASE_SECONDS = envint("SEND_LEASE_SECONDS", 300)
+SEND_MAX_ATTEMPTS = envint("SEND_MAX_ATTEMPTS", 8)
+SEND_RETRY_BASE_SECONDS = envfloat("SEND_RETRY_BASE_SECONDS", 30)
+SEND_RETRY_MAX_SECONDS = envfloat("SEND_RETRY_MAX_SECONDS", 3600)
+SEND_WATCHDOG_SECONDS = envfloat("SEND_WATCHDOG_SECONDS", 10)
+CELERY_TASK_ROUTES = {
+    "newsletters.tasks.send_batch": {"queue": "bulk"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "send-watchdog": {"task": "newsletters.tasks.send_watchdog", "schedule": SEND_WATCHDOG_SECONDS},
+    "send-scheduled-issues": {"task": "newsletters.tasks.send_scheduled_issues", "schedule": 15.0},
+}
 
 # Security: safe by default, stricter still when SITE_URL is https.
 SECURE_CONTENT_TYPE_NOSNIFF = True

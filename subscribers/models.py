@@ -74,3 +74,24 @@ class Subscription(models.Model):
 
     def __str__(self):
         return f"{self.subscriber} → {self.newsletter}"
+
+
+class Suppression(models.Model):
+    """An address no newsletter here may mail: it bounced hard, complained, or asked by other means."""
+
+    class Reason(models.TextChoices):
+        BOUNCE = "bounce", _("Hard bounce")
+        COMPLAINT = "complaint", _("Spam complaint")
+        MANUAL = "manual", _("Added by hand")
+
+    email = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.MANUAL)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("email"), name="suppression_email_unique_ci")]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.email

@@ -87,3 +87,42 @@ def start_worker(tmp_path, database_url):
 
     _require(settings.REDIS_AVAILABLE, "Redis")
     return functools.partial(celery_worker, tmp_path, database_url=database_url, redis_url=settings.REDIS_URL)
+
+
+@pytest.fixture
+def transport_settings(settings):
+    """Point the send engine at another EMAIL_URL (and fresh per-process caches) for one test."""
+    from newsletters import engine, ratelimit, transports
+    from ownedaudience.env import parse_email_url
+
+    def use(url, **overrides):
+        transports.close_transports()
+        ratelimit._bucket = None
+        engine._prepared.clear()
+        settings.EMAIL_URL = url
+        settings.EMAIL_TRANSPORT = parse_email_url(url)
+        for name, value in overrides.items():
+            setattr(settings, name, value)
+        return settings
+
+    yield use
+    transports.close_transports()
+    ratelimit._bucket = None
+    engine._prepared.clear()
+
+
+@pytest.fixture
+def ready_issue(make_creator, subscribe):
+    """A newsletter ready to send, with `n` active subscribers, and a draft issue: (issue, subscriptions)."""
+    from newsletters.models import Issue
+
+    def make(n=5, slug="zine", body="Hello {{ name }},\n\nThis week: **things**.\n\n[Read more](https://example.org/x)"):
+        _, newsletter = make_creator(slug)
+        newsletter.sender_email = f"{slug}@sender.example"
+        newsletter.postal_address = "1 Letter Lane, Hanoi"
+        newsletter.save()
+        subscriptions = [subscribe(newsletter, f"fan{i}@fans.example") for i in range(n)]
+        issue = Issue.objects.create(newsletter=newsletter, title="Issue one", slug="issue-one", body_markdown=body)
+        return issue, subscriptions
+
+    return make

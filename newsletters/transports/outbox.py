@@ -1,0 +1,40 @@
+"""The dev outbox as a bulk transport: every message is kept in the database for the browser."""
+
+import email
+import email.policy
+
+from django.conf import settings
+
+from ..outbox import NEWSLETTER_HEADER
+from . import SENT, Result, Transport
+
+
+def _part(parsed, subtype):
+    part = parsed.get_body(preferencelist=(subtype,))
+    return part.get_content() if part is not None else ""
+
+
+class OutboxTransport(Transport):
+    name = "outbox"
+
+    def __init__(self):
+        self.window = settings.SEND_WINDOW or 50
+
+    def send(self, messages):
+        from ..models import OutboxMessage
+
+        rows = []
+        for message in messages:
+            parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
+            rows.append(OutboxMessage(
+                mailer="bulk",
+                newsletter_slug=str(parsed.get(NEWSLETTER_HEADER, ""))[:60],
+                from_email=str(parsed["From"]),
+                to=message.recipient,
+                subject=str(parsed["Subject"]),
+                text_body=_part(parsed, "plain"),
+                html_body=_part(parsed, "html"),
+                raw=message.raw,
+            ))
+        OutboxMessage.objects.bulk_create(rows)
+        return [Result(message.delivery_id, SENT, provider_id=message.message_id) for message in messages]

@@ -1,0 +1,87 @@
+"""Amazon SES v2 SendEmail with raw MIME: one boto3 client per process, several calls in flight."""
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from django.conf import settings
+
+from . import FAILED, RETRY, SENT, UNKNOWN, Result, Transport
+
+log = logging.getLogger(__name__)
+
+# Not accepted now, worth trying again later.
+TRANSIENT_CODES = {
+    "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
+    "SendingPausedException", "ServiceUnavailable", "InternalFailure", "RequestTimeout",
+}
+
+
+class SESTransport(Transport):
+    name = "ses"
+
+    def __init__(self, *, region, configuration_set=""):
+        self.in_flight = int(os.environ.get("SES_MAX_IN_FLIGHT", "8"))
+        self.window = settings.SEND_WINDOW or self.in_flight * 4
+        self.configuration_set = configuration_set
+        # No retries inside boto3: a retried call after a read timeout could send twice,
+        # so the engine decides (it retries only what surely did not go out).
+        self.client = boto3.session.Session().client(
+            "sesv2",
+            region_name=region,
+            config=Config(
+                retries={"total_max_attempts": 1},
+                max_pool_connections=self.in_flight,
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        )
+        self.pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="ses")
+
+    def max_send_rate(self):
+        try:
+            return float(self.client.get_account()["SendQuota"]["MaxSendRate"])
+        except (ClientError, BotoCoreError, KeyError) as error:
+            log.warning("could not read the SES send rate: %s", error)
+            return None
+
+    def send(self, messages):
+        return list(self.pool.map(self._send_one, messages))
+
+    def _send_one(self, message):
+        params = {
+            "FromEmailAddress": message.sender,
+            "Destination": {"ToAddresses": [message.recipient]},
+            "Content": {"Raw": {"Data": message.raw}},
+        }
+        if self.configuration_set:
+            params["ConfigurationSetName"] = self.configuration_set
+        try:
+            response = self.client.send_email(**params)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            text = f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+            if code in TRANSIENT_CODES or status >= 500 or status == 429:
+                return Result(message.delivery_id, RETRY, error=text)
+            return Result(message.delivery_id, FAILED, error=text)
+        except (EndpointConnectionError, ConnectTimeoutError) as error:
+            return Result(message.delivery_id, RETRY, error=str(error))
+        except (ReadTimeoutError, ConnectionClosedError) as error:
+            return Result(message.delivery_id, UNKNOWN, error=f"no answer after the call was made: {error}")
+        except BotoCoreError as error:
+            return Result(message.delivery_id, RETRY, error=str(error))
+        return Result(message.delivery_id, SENT, provider_id=response["MessageId"])
+
+    def close(self):
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,124 @@
+"""SMTP with a persistent connection per worker process, STARTTLS or implicit TLS."""
+
+import logging
+import re
+import smtplib
+import socket
+import ssl
+import time
+
+from django.conf import settings
+
+from . import FAILED, RETRY, SENT, UNKNOWN, Result, Transport
+
+log = logging.getLogger(__name__)
+LEADING_DOT = re.compile(rb"(?m)^\.")
+IDLE_CHECK_SECONDS = 30
+
+
+class SMTPTransport(Transport):
+    name = "smtp"
+
+    def __init__(self, *, host, port, username="", password="", tls="none", timeout=30.0):
+        self.host, self.port = host, port
+        self.username, self.password = username, password
+        self.tls, self.timeout = tls, timeout
+        self.window = settings.SEND_WINDOW or 20
+        self.connection = None
+        self.last_used = 0.0
+
+    def _connect(self):
+        context = ssl.create_default_context()
+        if self.tls == "ssl":
+            connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            if self.tls == "starttls":
+                connection.starttls(context=context)
+        connection.ehlo()
+        if self.username:
+            connection.login(self.username, self.password)
+        return connection
+
+    def _connection(self):
+        if self.connection is not None and time.monotonic() - self.last_used > IDLE_CHECK_SECONDS:
+            try:
+                if self.connection.noop()[0] != 250:
+                    self.close()
+            except (smtplib.SMTPException, OSError):
+                self.close()
+        if self.connection is None:
+            self.connection = self._connect()
+        self.last_used = time.monotonic()
+        return self.connection
+
+    def close(self):
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self.connection = None
+
+    def send(self, messages):
+        return [self._send_one(message) for message in messages]
+
+    def _refused(self, message, code, reply):
+        text = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
+        if code == 421:
+            self.close()  # the server is closing this connection
+        if 400 <= code < 500:
+            try:
+                if self.connection is not None:
+                    self.connection.rset()
+            except (smtplib.SMTPException, OSError):
+                self.close()
+            return Result(message.delivery_id, RETRY, error=text)
+        try:
+            if self.connection is not None:
+                self.connection.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+        return Result(message.delivery_id, FAILED, error=text)
+
+    def _envelope(self, message):
+        """MAIL FROM and RCPT TO; a reply code, or an exception when the connection is gone."""
+        connection = self._connection()
+        code, reply = connection.mail(message.sender)
+        if code != 250:
+            return code, reply
+        code, reply = connection.rcpt(message.recipient)
+        return (250, b"") if code in (250, 251) else (code, reply)
+
+    def _send_one(self, message):
+        # Up to DATA nothing has gone out, so any failure is safe to retry.
+        try:
+            try:
+                code, reply = self._envelope(message)
+            except smtplib.SMTPServerDisconnected:
+                self.close()  # a stale reused connection: one fresh try
+                code, reply = self._envelope(message)
+            if code != 250:
+                return self._refused(message, code, reply)
+            connection = self.connection
+            connection.putcmd("data")
+            code, reply = connection.getreply()
+            if code != 354:
+                return self._refused(message, code, reply)
+        except (smtplib.SMTPException, OSError, socket.timeout) as error:
+            self.close()
+            return Result(message.delivery_id, RETRY, error=f"{type(error).__name__}: {error}")
+
+        # From here the message is on the wire: a broken connection leaves its fate unknown.
+        body = LEADING_DOT.sub(b"..", message.raw)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        try:
+            connection.send(body + b".\r\n")
+            code, reply = connection.getreply()
+        except (smtplib.SMTPException, OSError, socket.timeout) as error:
+            self.close()
+            return Result(message.delivery_id, UNKNOWN, error=f"connection lost after the message was sent: {error}")
+        if code != 250:
+            return self._refused(message, code, reply)
+        return Result(message.delivery_id, SENT, provider_id=message.message_id)

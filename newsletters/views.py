@@ -1,0 +1,66 @@
+"""The public archive: an issue's web version, the list of issues, and the RSS feed."""
+
+from django.contrib.syndication.views import Feed
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.utils import translation
+
+from . import rendering
+from .models import Issue, Newsletter
+
+
+def public_issues(newsletter):
+    return newsletter.issues.filter(status=Issue.Status.SENT, show_on_web=True).order_by("-sent_at")
+
+
+def issue_detail(request, slug, issue_slug):
+    newsletter = get_object_or_404(Newsletter, slug=slug)
+    issue = get_object_or_404(public_issues(newsletter), slug=issue_slug)
+    members_only = issue.audience == Issue.Audience.PAID
+    with translation.override(newsletter.language):
+        return render(request, "newsletters/site/issue_detail.html", {
+            "newsletter": newsletter,
+            "issue": issue,
+            "members_only": members_only,
+            "body_html": "" if members_only else rendering.render_web_body(issue),
+        })
+
+
+def archive(request, slug):
+    newsletter = get_object_or_404(Newsletter, slug=slug)
+    with translation.override(newsletter.language):
+        return render(request, "newsletters/site/archive.html", {
+            "newsletter": newsletter, "issues": public_issues(newsletter)[:200],
+        })
+
+
+class IssueFeed(Feed):
+    def get_object(self, request, slug):
+        newsletter = Newsletter.objects.filter(slug=slug).first()
+        if newsletter is None:
+            raise Http404
+        return newsletter
+
+    def title(self, newsletter):
+        return newsletter.name
+
+    def link(self, newsletter):
+        return f"/{newsletter.slug}/issues/"
+
+    def description(self, newsletter):
+        return newsletter.description
+
+    def items(self, newsletter):
+        return public_issues(newsletter)[:50]
+
+    def item_title(self, issue):
+        return issue.title
+
+    def item_description(self, issue):
+        return "" if issue.audience == Issue.Audience.PAID else rendering.render_web_body(issue)
+
+    def item_link(self, issue):
+        return f"/{issue.newsletter.slug}/issues/{issue.slug}/"
+
+    def item_pubdate(self, issue):
+        return issue.sent_at

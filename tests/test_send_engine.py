@@ -1,0 +1,268 @@
+"""The send engine's invariants, driven in-process against PostgreSQL and a real SMTP sink."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from newsletters import engine, rendering
+from newsletters.models import Delivery, Issue
+from newsletters.transports import FAILED, RETRY, UNKNOWN, Result
+from subscribers.models import Subscription, Suppression
+from subscribers.tokens import make_token
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+S = Delivery.Status
+
+
+def drain(issue, worker="w1", rounds=100):
+    """Run batches in this process until the engine says there is nothing left."""
+    for _ in range(rounds):
+        step, _ = engine.send_next_batch(issue.pk, worker)
+        if step != "again":
+            return step
+    raise AssertionError("the send did not finish")
+
+
+@pytest.fixture
+def no_kick(monkeypatch):
+    """Keep start_send from queueing Celery tasks: these tests drive the batches themselves."""
+    monkeypatch.setattr(engine, "kick", lambda *args, **kwargs: None)
+
+
+# ------------------------------------------------------------------ snapshot
+
+
+def test_snapshot_holds_only_confirmed_unsuppressed_subscribers(ready_issue, subscribe, no_kick):
+    issue, active = ready_issue(n=3)
+    newsletter = issue.newsletter
+    for status in ["pending", "unsubscribed", "bounced", "complained"]:
+        subscribe(newsletter, f"{status}@fans.example", status=status)
+    suppressed = subscribe(newsletter, "Blocked@Fans.example")
+    Suppression.objects.create(email="blocked@fans.example", reason="complaint")
+
+    assert engine.start_send(issue.pk) == 3
+    recipients = set(Delivery.objects.filter(issue=issue).values_list("subscriber__email", flat=True))
+    assert recipients == {s.subscriber.email for s in active}
+    assert suppressed.subscriber.email not in recipients
+
+
+def test_people_who_join_after_the_send_starts_are_not_added(ready_issue, subscribe, no_kick, transport_settings,
+                                                              smtp_sink):
+    transport_settings(smtp_sink.url)
+    issue, _ = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    subscribe(issue.newsletter, "latecomer@fans.example")
+    drain(issue)
+    assert Delivery.objects.filter(issue=issue).count() == 2
+    assert not smtp_sink.to("latecomer@fans.example")
+
+
+def test_starting_twice_snapshots_once(ready_issue, no_kick):
+    issue, _ = ready_issue(n=4)
+    assert engine.start_send(issue.pk) == 4
+    assert engine.start_send(issue.pk) == 4
+    assert Delivery.objects.filter(issue=issue).count() == 4
+
+
+def test_a_paid_issue_goes_to_paying_members_only(ready_issue, subscribe, no_kick):
+    issue, _ = ready_issue(n=2)
+    member = subscribe(issue.newsletter, "member@fans.example", tier="paid")
+    issue.audience = Issue.Audience.PAID
+    issue.save()
+    assert engine.start_send(issue.pk) == 1
+    assert Delivery.objects.get(issue=issue).subscriber_id == member.subscriber_id
+
+
+# ------------------------------------------------------------------ claim, send, record
+
+
+def test_every_recipient_gets_one_message_with_the_providers_id(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url, SEND_BATCH_SIZE=7, SEND_WINDOW=3)
+    issue, subscriptions = ready_issue(n=20)
+    engine.start_send(issue.pk)
+    assert drain(issue) == "done"
+    for subscription in subscriptions:
+        assert len(smtp_sink.to(subscription.subscriber.email)) == 1
+    sent = Delivery.objects.filter(issue=issue)
+    assert set(sent.values_list("status", flat=True)) == {S.SENT}
+    assert all(mid.startswith("<oa.") for mid in sent.values_list("message_id", flat=True))
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT and issue.sent_at is not None
+
+
+def test_a_duplicated_task_finds_nothing_to_send_twice(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url, SEND_BATCH_SIZE=5)
+    issue, _ = ready_issue(n=5)
+    engine.start_send(issue.pk)
+    assert engine.send_next_batch(issue.pk, "w1") == ("again", 0)
+    # The same task delivered again, and a second worker on it: nothing left to claim.
+    assert engine.send_next_batch(issue.pk, "w1")[0] == "done"
+    assert engine.send_next_batch(issue.pk, "w2")[0] == "done"
+    assert len(smtp_sink.messages) == 5
+
+
+def test_claims_never_overlap(ready_issue, no_kick):
+    issue, _ = ready_issue(n=10)
+    engine.start_send(issue.pk)
+    first_token, first = engine.claim(issue.pk, "a", 6)
+    second_token, second = engine.claim(issue.pk, "b", 6)
+    assert len(first) == 6 and len(second) == 4 and not set(first) & set(second)
+    assert engine.claim(issue.pk, "c", 6) == (None, [])
+
+
+def test_a_fan_who_leaves_mid_send_is_skipped(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url)
+    issue, subscriptions = ready_issue(n=3)
+    engine.start_send(issue.pk)
+    Subscription.objects.filter(pk=subscriptions[0].pk).update(status="unsubscribed")
+    drain(issue)
+    assert not smtp_sink.to(subscriptions[0].subscriber.email)
+    assert Delivery.objects.get(issue=issue, subscriber=subscriptions[0].subscriber).status == S.SKIPPED
+
+
+def test_smtp_refusals_retry_or_fail_with_the_reason(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url, SEND_RETRY_BASE_SECONDS=60)
+    issue, _ = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    smtp_sink.refuse("451 4.3.0 Try again later")
+    step, wait = engine.send_next_batch(issue.pk, "w1")
+    assert engine.send_next_batch(issue.pk, "w1")[0] == "later"
+    rows = Delivery.objects.filter(issue=issue)
+    assert set(rows.values_list("status", flat=True)) == {S.PENDING}
+    assert all(row.next_attempt_at > timezone.now() + timedelta(seconds=30) for row in rows)
+    assert "451" in rows.first().error
+
+    smtp_sink.refuse("550 5.1.1 No such user")
+    rows.update(next_attempt_at=None)
+    drain(issue)
+    assert set(rows.values_list("status", flat=True)) == {S.FAILED}
+    assert "550 5.1.1 No such user" in rows.first().error
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.FAILED
+
+
+def test_transient_errors_give_up_after_the_last_attempt(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url, SEND_RETRY_BASE_SECONDS=0, SEND_MAX_ATTEMPTS=3)
+    issue, _ = ready_issue(n=1)
+    engine.start_send(issue.pk)
+    smtp_sink.refuse("421 4.7.0 Busy")
+    drain(issue)
+    row = Delivery.objects.get(issue=issue)
+    assert row.status == S.FAILED and row.attempts == 3 and "421" in row.error
+
+
+def test_retry_delays_grow():
+    delays = [engine.retry_delay(attempt) for attempt in (1, 2, 3, 4)]
+    assert delays == sorted(delays)
+
+
+def test_results_for_rows_no_longer_ours_are_ignored(ready_issue, no_kick):
+    issue, _ = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    token, ids = engine.claim(issue.pk, "w1", 2)
+    engine.hand_over(token, ids)
+    engine.record(uuid.uuid4(), [Result(ids[0], FAILED, error="not mine")], {})
+    assert Delivery.objects.get(pk=ids[0]).status == S.SENDING
+
+
+# ------------------------------------------------------------------ leases and unknown rows
+
+
+def test_expired_leases_return_claimed_rows_and_mark_sending_rows_unknown(ready_issue, no_kick):
+    issue, _ = ready_issue(n=4)
+    engine.start_send(issue.pk)
+    token, ids = engine.claim(issue.pk, "dead-worker", 4)
+    engine.hand_over(token, ids[:2])  # the worker died while these two were on the wire
+    later = timezone.now() + timedelta(seconds=3600)
+    assert engine.recover_expired_leases(issue.pk, now=later) == (2, 2)
+    statuses = dict(Delivery.objects.filter(issue=issue).values_list("id", "status"))
+    assert [statuses[i] for i in ids] == [S.UNKNOWN, S.UNKNOWN, S.PENDING, S.PENDING]
+
+
+def test_unknown_rows_are_not_resent_on_their_own(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url)
+    issue, subscriptions = ready_issue(n=3)
+    engine.start_send(issue.pk)
+    token, ids = engine.claim(issue.pk, "dead-worker", 1)
+    engine.hand_over(token, ids)
+    engine.recover_expired_leases(issue.pk, now=timezone.now() + timedelta(hours=1))
+    drain(issue)
+    engine.watchdog()
+    assert len(smtp_sink.messages) == 2
+    assert Delivery.objects.get(pk=ids[0]).status == S.UNKNOWN
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+
+
+def test_creator_resolves_unknown_rows(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url)
+    issue, _ = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    Delivery.objects.filter(issue=issue).update(status=S.UNKNOWN)
+    assert engine.resolve_unknown(issue.pk, resend=True) == 2
+    drain(issue)
+    assert len(smtp_sink.messages) == 2
+    Delivery.objects.filter(issue=issue).update(status=S.UNKNOWN)
+    assert engine.resolve_unknown(issue.pk, resend=False) == 2
+    assert set(Delivery.objects.filter(issue=issue).values_list("status", flat=True)) == {S.SENT}
+
+
+def test_retry_failed_sends_the_failed_rows_again(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url)
+    issue, _ = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    smtp_sink.refuse("554 5.7.1 Rejected for now")
+    drain(issue)
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.FAILED
+    smtp_sink.accept()
+    assert engine.retry_failed(issue.pk) == 2
+    drain(issue)
+    assert len(smtp_sink.messages) == 2
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+
+
+# ------------------------------------------------------------------ render once
+
+
+def test_markdown_is_rendered_once_per_audience_not_per_recipient(ready_issue, no_kick, transport_settings,
+                                                                  monkeypatch):
+    transport_settings("discard://", SEND_BATCH_SIZE=10)
+    calls = []
+    real = rendering.markdown_to_html
+    monkeypatch.setattr(rendering, "markdown_to_html", lambda body: calls.append(1) or real(body))
+    issue, _ = ready_issue(n=40)
+    engine.start_send(issue.pk)
+    drain(issue)
+    assert len(calls) == 2  # free and paid renditions, whatever the number of recipients
+    assert Delivery.objects.filter(issue=issue, status=S.SENT).count() == 40
+
+
+def test_each_copy_differs_only_in_its_personal_parts(ready_issue, no_kick, transport_settings, smtp_sink):
+    transport_settings(smtp_sink.url)
+    issue, subscriptions = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    drain(issue)
+    a, b = (smtp_sink.to(s.subscriber.email)[0].message for s in subscriptions)
+    html_a, html_b = (m.get_body(("html",)).get_content() for m in (a, b))
+    token_a = a["List-Unsubscribe"].split("/unsubscribe/")[1].split(">")[0]
+    token_b = b["List-Unsubscribe"].split("/unsubscribe/")[1].split(">")[0]
+    assert token_a != token_b
+    assert html_a != html_b
+    assert html_a.replace(token_a, "T").replace(make_token("preferences", subscriptions[0].pk), "P") == (
+        html_b.replace(token_b, "T").replace(make_token("preferences", subscriptions[1].pk), "P")
+    )
+
+
+def test_outcomes_map_unknown_to_unknown(ready_issue, no_kick):
+    issue, _ = ready_issue(n=1)
+    engine.start_send(issue.pk)
+    token, ids = engine.claim(issue.pk, "w", 1)
+    engine.hand_over(token, ids)
+    engine.record(token, [Result(ids[0], UNKNOWN, error="connection lost")], {ids[0]: 1})
+    assert Delivery.objects.get(pk=ids[0]).status == S.UNKNOWN
+    engine.record(token, [Result(ids[0], RETRY, error="x")], {ids[0]: 1})  # late truth from the same claim
+    assert Delivery.objects.get(pk=ids[0]).status == S.PENDING
