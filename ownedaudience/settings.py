@@ -148,12 +148,13 @@ SEND_MAX_ATTEMPTS = envint("SEND_MAX_ATTEMPTS", 8)
 SEND_RETRY_BASE_SECONDS = envfloat("SEND_RETRY_BASE_SECONDS", 30)
 SEND_RETRY_MAX_SECONDS = envfloat("SEND_RETRY_MAX_SECONDS", 3600)
 SEND_WATCHDOG_SECONDS = envfloat("SEND_WATCHDOG_SECONDS", 10)
+SEND_SCHEDULE_CHECK_SECONDS = envfloat("SEND_SCHEDULE_CHECK_SECONDS", 15)
 CELERY_TASK_ROUTES = {
     "newsletters.tasks.send_batch": {"queue": "bulk"},
 }
 CELERY_BEAT_SCHEDULE = {
     "send-watchdog": {"task": "newsletters.tasks.send_watchdog", "schedule": SEND_WATCHDOG_SECONDS},
-    "send-scheduled-issues": {"task": "newsletters.tasks.send_scheduled_issues", "schedule": 15.0},
+    "send-scheduled-issues": {"task": "newsletters.tasks.send_scheduled_issues", "schedule": SEND_SCHEDULE_CHECK_SECONDS},
 }
 
 # Security: safe by default, stricter still when SITE_URL is https.

@@ -30,16 +30,21 @@ class WorkerProcess:
 
 @contextlib.contextmanager
 def celery_worker(
-    tmp_path, *, database_url, redis_url, queues="transactional,default,bulk", concurrency=1, name=None, **env
+    tmp_path, *, database_url, redis_url, queues="transactional,default,bulk", concurrency=1, name=None,
+    beat=False, **env
 ):
-    """Start `celery worker` in its own process group and wait until it is ready to consume."""
+    """Start `celery worker` in its own process group and wait until it is ready to consume.
+
+    With beat=True it also runs the periodic tasks (the send watchdog, scheduled issues).
+    """
     hostname = f"{name or 'test'}-{uuid.uuid4().hex[:6]}@%h"
     log_path = tmp_path / f"worker-{hostname.split('@')[0]}.log"
     log = open(log_path, "wb")
+    beat_args = ["--beat", "--schedule", str(tmp_path / f"beat-{uuid.uuid4().hex[:6]}")] if beat else []
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "ownedaudience", "worker", "--loglevel", "INFO",
          "-Q", queues, "-n", hostname, "--concurrency", str(concurrency),
-         "--without-gossip", "--without-mingle"],
+         "--without-gossip", "--without-mingle", *beat_args],
         cwd=ROOT,
         env=project_env(DATABASE_URL=database_url, REDIS_URL=redis_url, **env),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -39,6 +39,8 @@ class SESTransport(Transport):
         self.client = boto3.session.Session().client(
             "sesv2",
             region_name=region,
+            # An SES-compatible endpoint (a test double, a proxy); boto3's own variable is AWS_ENDPOINT_URL_SESV2.
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SES") or None,
             config=Config(
                 retries={"total_max_attempts": 1},
                 max_pool_connections=self.in_flight,
