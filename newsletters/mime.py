@@ -1,8 +1,9 @@
 """Prepared message bytes: built once per rendition, personalized per recipient by substitution.
 
-Per recipient the engine only fills the placeholders (name, unsubscribe and preference
-links), encodes the two body parts as quoted-printable (C code in binascii) and adds the
-few headers that differ (To, Message-ID, Date, List-Unsubscribe).
+Both body parts are quoted-printable encoded once, cut at their placeholders. Per recipient
+the engine encodes only the short values (name, unsubscribe and preference links), each set
+between soft line breaks so every line stays within 76 characters, joins the pieces, and
+adds the few headers that differ (To, Message-ID, Date, List-Unsubscribe).
 """
 
 import binascii
@@ -24,6 +25,35 @@ from .transports import Outgoing
 from .rendering import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL
 
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+PLACEHOLDERS = re.compile(f"({re.escape(NAME)}|{re.escape(UNSUBSCRIBE_URL)}|{re.escape(PREFERENCES_URL)})")
+SOFT_BREAK = b"=\r\n"
+BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def qp(data):
+    # b2a_qp breaks long lines with a bare LF when its input holds no CRLF; mail wants CRLF.
+    encoded = binascii.b2a_qp(data, istext=True)
+    return BARE_LF.sub(b"\r\n", encoded) if b"\n" in encoded else encoded
+
+
+def encode_template(text):
+    """A body as quoted-printable pieces: bytes for the fixed parts, the placeholder for the rest."""
+    pieces = []
+    for index, part in enumerate(PLACEHOLDERS.split(text)):
+        if index % 2:
+            pieces.append(part)
+        elif part:
+            pieces.append(qp(part.encode("utf-8")))
+    return pieces
+
+
+def encode_value(value):
+    """A value for a placeholder, on lines of its own joined by soft breaks (invisible once decoded)."""
+    return SOFT_BREAK + qp(value.encode("utf-8")) + SOFT_BREAK
+
+
+def fill(pieces, values):
+    return b"".join(piece if isinstance(piece, bytes) else values[piece] for piece in pieces)
 
 
 @dataclass(frozen=True)
@@ -74,8 +104,8 @@ class PreparedMessage:
             headers
             + f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'
         ).encode("ascii")
-        self.text = _crlf(text_body)
-        self.html = _crlf(html_body)
+        self.text = encode_template(_crlf(text_body))
+        self.html = encode_template(_crlf(html_body))
         self.part_text = (
             f"--{self.boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -98,10 +128,9 @@ class PreparedMessage:
         unsubscribe_url = unsubscribe_url or link("unsubscribe", recipient.subscription_id)
         preferences_url = preferences_url or link("preferences", recipient.subscription_id)
         name = HEADER_UNSAFE.sub("", recipient.name).strip()
-        text = self.text.replace(NAME, name).replace(UNSUBSCRIBE_URL, unsubscribe_url)
-        text = text.replace(PREFERENCES_URL, preferences_url)
-        body_html = self.html.replace(NAME, html.escape(name)).replace(UNSUBSCRIBE_URL, unsubscribe_url)
-        body_html = body_html.replace(PREFERENCES_URL, preferences_url)
+        links = {UNSUBSCRIBE_URL: encode_value(unsubscribe_url), PREFERENCES_URL: encode_value(preferences_url)}
+        text = fill(self.text, {NAME: encode_value(name), **links})
+        body_html = fill(self.html, {NAME: encode_value(html.escape(name)), **links})
         message_id = self.message_id(recipient.delivery_id)
         mailto = f"mailto:{self.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe_url.rsplit('/', 1)[-1])}"
         to = formataddr((name, recipient.email), charset="utf-8") if name else recipient.email
@@ -115,9 +144,9 @@ class PreparedMessage:
             self.head,
             personal,
             self.part_text,
-            binascii.b2a_qp(text.encode("utf-8"), istext=True),
+            text,
             self.part_html,
-            binascii.b2a_qp(body_html.encode("utf-8"), istext=True),
+            body_html,
             self.closing,
         ))
         return Outgoing(recipient.delivery_id, self.sender, recipient.email, message_id, raw)

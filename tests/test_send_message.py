@@ -75,10 +75,13 @@ def test_vietnamese_newsletters_speak_vietnamese(ready_issue):
 
 
 def test_lines_stay_within_smtp_limits(ready_issue):
-    issue, _ = ready_issue(body="word " * 5000)
-    outgoing, _ = build(issue)
+    issue, _ = ready_issue(body="Hello {{ name }},\n\n" + "word " * 5000)
+    outgoing, message = build(issue, name="Nguyễn " * 30)
     assert max(len(line) for line in outgoing.raw.split(b"\r\n")) <= 998
     assert b"\n" not in outgoing.raw.replace(b"\r\n", b"")
+    body = outgoing.raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76  # quoted-printable's own limit
+    assert ("Hello " + "Nguyễn " * 29 + "Nguyễn,") in message.get_body(("plain",)).get_content()
 
 
 def test_a_test_copy_goes_out_at_once(ready_issue, transport_settings, smtp_sink):
