@@ -74,7 +74,6 @@ def snapshot(issue):
         FROM {s} s JOIN {p} p ON p.id = s.subscriber_id
         WHERE s.newsletter_id = %s AND s.status = 'active' {paid_only}
           AND NOT EXISTS (SELECT 1 FROM {x} x WHERE lower(x.email) = lower(p.email))
-        ORDER BY s.id
         ON CONFLICT DO NOTHING
     """
     with connection.cursor() as cursor:

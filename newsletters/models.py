@@ -114,9 +114,17 @@ class Delivery(models.Model):
 
     Status = DeliveryStatus
 
-    # The (issue, subscriber) unique index serves lookups by issue, so no second index on it.
-    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
-    subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries")
+    # A snapshot writes a million rows at once, so the ledger carries no foreign-key constraints
+    # (checking them doubled its time) and no index by subscriber (random inserts into a
+    # growing index). Rows come from a join that guarantees both ends exist; deleting an
+    # issue or erasing a subscriber cascades in Django, which scans the ledger for the latter.
+    issue = models.ForeignKey(
+        Issue, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False
+    )
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries",
+        db_index=False, db_constraint=False,
+    )
     variant = models.CharField(max_length=8, default="free", help_text=_("Which rendition: free or paid."))
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -62,3 +62,17 @@ def test_issue_slug_is_unique_within_a_newsletter_only(make_creator):
     Issue.objects.create(newsletter=beta, title="Hello", slug="hello")
     with pytest.raises(IntegrityError), transaction.atomic():
         Issue.objects.create(newsletter=alpha, title="Hello again", slug="hello")
+
+
+def test_erasing_a_subscriber_or_deleting_an_issue_removes_their_deliveries(make_creator):
+    _, newsletter = make_creator("alpha")
+    first = Issue.objects.create(newsletter=newsletter, title="First", slug="first")
+    second = Issue.objects.create(newsletter=newsletter, title="Second", slug="second")
+    leaving, staying = Subscriber.objects.create(email="gone@example.com"), Subscriber.objects.create(email="x@y.z")
+    for issue in (first, second):
+        for subscriber in (leaving, staying):
+            Delivery.objects.create(issue=issue, subscriber=subscriber)
+    leaving.delete()
+    assert set(Delivery.objects.values_list("subscriber_id", flat=True)) == {staying.pk}
+    first.delete()
+    assert list(Delivery.objects.values_list("issue_id", flat=True)) == [second.pk]
