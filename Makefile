@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint check-deploy clean
+.PHONY: install run test bench-send clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || "$$(sh scripts/find-python)" -m venv $(VENV)
@@ -18,6 +18,10 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The send benchmark on PostgreSQL and Redis (see BENCHMARKS.md); N=100000 for one size.
+bench-send: install
+	$(PY) bench/send.py $(if $(N),--n $(N))
 
 clean:
 	rm -rf $(VENV) var
