@@ -75,7 +75,7 @@ class IssueAdmin(CreatorScopedAdmin):
         if obj is not None and obj.status not in (Issue.Status.DRAFT, Issue.Status.SCHEDULED):
             # What went out is what the web version shows; only its visibility may change.
             return tuple(f for f in self.fields if f != "show_on_web")
-        return ("status", "send_started_at", "sent_at")
+        return ("scheduled_at", "status", "send_started_at", "sent_at")  # scheduling has its own button
 
     def get_prepopulated_fields(self, request, obj=None):
         return {} if obj is not None and obj.status != Issue.Status.DRAFT else self.prepopulated_fields
