@@ -33,11 +33,37 @@ class SinkHandler:
         return "250 2.0.0 Ok: queued"
 
 
+def _authenticator(credentials):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def check(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and (
+            auth_data.login.decode(), auth_data.password.decode()) == credentials
+        return AuthResult(success=ok)
+
+    return check
+
+
 class SmtpSink:
-    def __init__(self):
+    """tls=None, "starttls" (required before MAIL) or "ssl" (implicit TLS); credentials=(user, password)."""
+
+    def __init__(self, tls=None, certificate=None, credentials=None):
         self.handler = SinkHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        options = {}
+        if tls:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*certificate)
+            if tls == "starttls":
+                options.update(tls_context=context, require_starttls=True)
+            else:
+                # aiosmtpd only counts STARTTLS as TLS when it decides whether to offer AUTH.
+                options.update(ssl_context=context, auth_require_tls=False)
+        if credentials:
+            options.update(authenticator=_authenticator(credentials), auth_required=True)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
 
     @property
     def url(self):

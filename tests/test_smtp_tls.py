@@ -1,0 +1,84 @@
+"""SMTP to a relay that wants TLS and a login: STARTTLS, implicit TLS, and a certificate it must trust."""
+
+import datetime
+import ipaddress
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from newsletters.transports import FAILED, RETRY, SENT, Outgoing, get_transport
+
+from .smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+MESSAGE = Outgoing(1, "news@sender.example", "fan@fans.example", "<m1@sender.example>",
+                   b"From: news@sender.example\r\nTo: fan@fans.example\r\nSubject: tls\r\n\r\nhello\r\n")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1: (certificate path, key path)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture
+def tls_sink(certificate, monkeypatch):
+    sinks = []
+
+    def start(tls, credentials=("relay-user", "s3cret")):
+        sink = SmtpSink(tls=tls, certificate=certificate, credentials=credentials).start()
+        sinks.append(sink)
+        return sink
+
+    # Operators with a private CA do the same: OpenSSL reads SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
+    yield start
+    for sink in sinks:
+        sink.stop()
+
+
+@pytest.mark.parametrize("scheme, tls", [("smtp", "starttls"), ("smtps", "ssl")])
+def test_tls_and_login(tls_sink, transport_settings, scheme, tls):
+    sink = tls_sink(tls)
+    query = "?tls=starttls" if tls == "starttls" else ""
+    transport_settings(f"{scheme}://relay-user:s3cret@127.0.0.1:{sink.port}{query}")
+    [result] = get_transport().send([MESSAGE])
+    assert result.outcome == SENT, result.error
+    assert sink.to("fan@fans.example")[0].message["Subject"] == "tls"
+
+
+def test_a_wrong_password_is_not_a_silent_loss(tls_sink, transport_settings):
+    sink = tls_sink("starttls")
+    transport_settings(f"smtp://relay-user:wrong@127.0.0.1:{sink.port}?tls=starttls&timeout=2")
+    [result] = get_transport().send([MESSAGE])
+    assert result.outcome == RETRY  # kept for later, when the operator has fixed the password
+    assert not sink.messages
+
+
+def test_an_untrusted_certificate_is_refused(tls_sink, transport_settings, monkeypatch):
+    sink = tls_sink("starttls")
+    monkeypatch.delenv("SSL_CERT_FILE")
+    transport_settings(f"smtp://relay-user:s3cret@127.0.0.1:{sink.port}?tls=starttls")
+    [result] = get_transport().send([MESSAGE])
+    assert result.outcome in (RETRY, FAILED) and "CERTIFICATE_VERIFY_FAILED" in result.error
+    assert not sink.messages
