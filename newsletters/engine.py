@@ -33,6 +33,7 @@ from .transports import FAILED, RETRY, SENT, UNKNOWN, get_transport
 log = logging.getLogger(__name__)
 S = Delivery.Status
 IN_PROGRESS = (S.PENDING, S.CLAIMED, S.SENDING)
+WEB = "web"
 
 
 class IssueNotReady(Exception):
@@ -62,6 +63,10 @@ def render_renditions(issue):
         Rendition.objects.update_or_create(
             issue=issue, variant=variant, defaults={"headers": headers, "html": html, "text": text}
         )
+    # The web version, frozen with the emails: what the archive shows is what was sent.
+    Rendition.objects.update_or_create(
+        issue=issue, variant=WEB, defaults={"headers": "", "html": rendering.render_web_body(issue), "text": ""}
+    )
 
 
 def snapshot(issue):

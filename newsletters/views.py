@@ -6,7 +6,13 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import translation
 
 from . import rendering
-from .models import Issue, Newsletter
+from .models import Issue, Newsletter, Rendition
+
+
+def web_body(issue):
+    """The web version stored when the issue was sent, or rendered now for one that never was."""
+    stored = Rendition.objects.filter(issue=issue, variant="web").values_list("html", flat=True).first()
+    return stored if stored is not None else rendering.render_web_body(issue)
 
 
 def public_issues(newsletter):
@@ -22,7 +28,7 @@ def issue_detail(request, slug, issue_slug):
             "newsletter": newsletter,
             "issue": issue,
             "members_only": members_only,
-            "body_html": "" if members_only else rendering.render_web_body(issue),
+            "body_html": "" if members_only else web_body(issue),
         })
 
 
@@ -57,7 +63,7 @@ class IssueFeed(Feed):
         return issue.title
 
     def item_description(self, issue):
-        return "" if issue.audience == Issue.Audience.PAID else rendering.render_web_body(issue)
+        return "" if issue.audience == Issue.Audience.PAID else web_body(issue)
 
     def item_link(self, issue):
         return f"/{issue.newsletter.slug}/issues/{issue.slug}/"

@@ -109,3 +109,11 @@ def test_paid_issues_stay_closed_on_the_web(client, creator_issue):
     page = client.get("/zine/issues/members/").content.decode()
     assert "for paying members" in page and "secret recipe" not in page
     assert "secret recipe" not in client.get("/zine/feed.xml").content.decode()
+
+
+def test_the_web_version_is_what_was_sent(client, creator_issue, transport_settings):
+    transport_settings("discard://")
+    engine.start_send(creator_issue.pk)
+    Issue.objects.filter(pk=creator_issue.pk).update(status="sent", body_markdown="rewritten afterwards")
+    page = client.get("/zine/issues/issue-one/").content.decode()
+    assert "<strong>things</strong>" in page and "rewritten afterwards" not in page

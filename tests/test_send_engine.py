@@ -237,7 +237,7 @@ def test_markdown_is_rendered_once_per_audience_not_per_recipient(ready_issue, n
     issue, _ = ready_issue(n=40)
     engine.start_send(issue.pk)
     drain(issue)
-    assert len(calls) == 2  # free and paid renditions, whatever the number of recipients
+    assert len(calls) == 3  # free and paid emails and the web version, whatever the number of recipients
     assert Delivery.objects.filter(issue=issue, status=S.SENT).count() == 40
 
 
