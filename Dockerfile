@@ -13,4 +13,5 @@ RUN SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 STATIC_ROOT=
 ENV STATIC_ROOT=/app/staticfiles
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "ownedaudience.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# A send to a million people snapshots inside the request that starts it: allow it time.
+CMD ["gunicorn", "ownedaudience.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", "--access-logfile", "-"]

@@ -18,6 +18,7 @@ from collections import OrderedDict, defaultdict
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Lower
@@ -345,6 +346,29 @@ def finish(issue_id):
 # ---------------------------------------------------------------- watching over sends
 
 
+def _chain_key(issue_id):
+    return f"ownedaudience:send-chain:{issue_id}"
+
+
+def heartbeat_seconds():
+    return 2 * settings.SEND_BATCH_SECONDS + 2 * settings.SEND_WATCHDOG_SECONDS
+
+
+def chain_alive(issue_id, seconds=None):
+    """A chain of batches reports in; the watchdog leaves the issue alone while one does."""
+    try:
+        cache.set(_chain_key(issue_id), 1, timeout=seconds or heartbeat_seconds())
+    except Exception as error:  # the cache is down: the watchdog may add a chain, which is harmless
+        log.warning("could not record a heartbeat for issue %s: %s", issue_id, error)
+
+
+def chain_seen(issue_id):
+    try:
+        return cache.get(_chain_key(issue_id)) is not None
+    except Exception:
+        return False
+
+
 def recover_expired_leases(issue_id, now=None):
     """Rows whose worker vanished: claimed ones go back to pending, sending ones become unknown."""
     now = now or timezone.now()
@@ -362,14 +386,17 @@ def recover_expired_leases(issue_id, now=None):
 
 
 def watchdog():
-    """Beat's regular look at every send: recover leases, finish what is done, kick what is due."""
+    """Beat's regular look at every send: recover leases, finish what is done, and restart the
+    chains of batches when none has reported in (their tasks were lost with a worker or a broker)."""
     for issue_id in Issue.objects.filter(status=Issue.Status.SENDING).values_list("id", flat=True):
         recover_expired_leases(issue_id)
         due = Delivery.objects.filter(issue_id=issue_id, status=S.PENDING).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())
         )
         if due.exists():
-            kick(issue_id, 1)
+            if not chain_seen(issue_id):
+                chain_alive(issue_id)
+                kick(issue_id, settings.SEND_CHAINS)
         else:
             finish(issue_id)
 

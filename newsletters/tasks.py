@@ -12,11 +12,14 @@ log = logging.getLogger(__name__)
 @shared_task(bind=True, ignore_result=True)
 def send_batch(self, issue_id):
     """One batch of one issue, then ask for the next; a lost or doubled task sends nothing twice."""
+    engine.chain_alive(issue_id)
     step, delay = engine.send_next_batch(issue_id, worker=self.request.hostname or "worker")
     try:
         if step == "again":
+            engine.chain_alive(issue_id)
             send_batch.delay(issue_id)
         elif step == "later":
+            engine.chain_alive(issue_id, delay + engine.heartbeat_seconds())
             send_batch.apply_async((issue_id,), countdown=delay)
     except Exception as error:  # broker unreachable: the watchdog picks the issue up again
         log.warning("could not queue the next batch of issue %s: %s", issue_id, error)
@@ -30,8 +33,3 @@ def send_watchdog():
 @shared_task(ignore_result=True)
 def send_scheduled_issues():
     engine.start_due_scheduled()
-
-
-@shared_task(ignore_result=True)
-def start_send(issue_id):
-    engine.start_send(issue_id)

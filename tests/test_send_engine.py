@@ -266,3 +266,20 @@ def test_outcomes_map_unknown_to_unknown(ready_issue, no_kick):
     assert Delivery.objects.get(pk=ids[0]).status == S.UNKNOWN
     engine.record(token, [Result(ids[0], RETRY, error="x")], {ids[0]: 1})  # late truth from the same claim
     assert Delivery.objects.get(pk=ids[0]).status == S.PENDING
+
+
+def test_the_watchdog_restarts_chains_only_when_none_reports_in(ready_issue, monkeypatch):
+    from django.core.cache import cache
+
+    kicks = []
+    monkeypatch.setattr(engine, "kick", lambda issue_id, chains=1: kicks.append(chains))
+    issue, _ = ready_issue(n=3)
+    engine.start_send(issue.pk)
+    cache.delete(engine._chain_key(issue.pk))
+    engine.watchdog()  # nobody is working on it: restart the chains
+    assert kicks == [engine.settings.SEND_CHAINS]
+    engine.watchdog()  # they were just asked; no pile-up of extra chains
+    engine.chain_alive(issue.pk)
+    engine.watchdog()
+    assert kicks == [engine.settings.SEND_CHAINS]
+    cache.delete(engine._chain_key(issue.pk))

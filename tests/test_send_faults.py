@@ -21,13 +21,16 @@ from .servers import free_port
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 S = Delivery.Status
 
-FAST = {"SEND_LEASE_SECONDS": 3, "SEND_WATCHDOG_SECONDS": 0.5, "SEND_RETRY_BASE_SECONDS": 0.3,
+FAST = {"SEND_LEASE_SECONDS": 3, "SEND_WATCHDOG_SECONDS": 0.5, "SEND_BATCH_SECONDS": 1, "SEND_RETRY_BASE_SECONDS": 0.3,
         "SEND_RETRY_MAX_SECONDS": 1, "SEND_SCHEDULE_CHECK_SECONDS": 0.5}
 
 
 @pytest.fixture(autouse=True)
 def fresh_bucket():
-    redis.Redis.from_url(settings.REDIS_URL).delete(BUCKET_KEY)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(BUCKET_KEY)
+    for key in client.scan_iter("*send-chain*"):
+        client.delete(key)
 
 
 def wait_until(condition, timeout, message):
