@@ -196,10 +196,11 @@ def claim(issue_id, worker, size):
     return token, ids
 
 
-def recipients(issue, token):
+def recipients(issue, token, ids):
     """The claimed rows with their addresses; rows whose fan left since the snapshot are skipped."""
+    # Every lookup of claimed rows goes by id (the primary key): the claim token has no index.
     rows = list(
-        Delivery.objects.filter(claim_token=token, status=S.CLAIMED)
+        Delivery.objects.filter(id__in=ids, claim_token=token, status=S.CLAIMED)
         .order_by("id")
         .values_list("id", "variant", "subscriber_id", "subscriber__email", "subscriber__name")
     )
@@ -283,9 +284,9 @@ def mark_sent(token, sent, now):
         )
 
 
-def release(token):
+def release(token, ids):
     """Give back rows claimed but never handed over (the batch stopped early)."""
-    return Delivery.objects.filter(claim_token=token, status=S.CLAIMED).update(
+    return Delivery.objects.filter(id__in=ids, claim_token=token, status=S.CLAIMED).update(
         status=S.PENDING, claim_token=None, lease_until=None, attempts=F("attempts") - 1
     )
 
@@ -303,7 +304,7 @@ def send_next_batch(issue_id, worker="worker"):
         return next_step(issue_id)
     try:
         attempts = dict(Delivery.objects.filter(id__in=ids).values_list("id", "attempts"))
-        batch = recipients(issue, token)
+        batch = recipients(issue, token, ids)
         date = format_datetime_now()
         for start in range(0, len(batch), transport.window):
             window = batch[start:start + transport.window]
@@ -313,7 +314,7 @@ def send_next_batch(issue_id, worker="worker"):
                         if recipient.delivery_id in mine]
             record(token, transport.send(outgoing), attempts)
     finally:
-        release(token)
+        release(token, ids)
     return "again", 0
 
 
