@@ -106,6 +106,25 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
+# Confirmation, welcome and data emails jump the bulk queue; the dispatcher hands owed
+# emails (subscribers.OwedEmail, written with each signup) to workers every second.
+CELERY_TASK_ROUTES = {"subscribers.tasks.*": {"queue": "transactional"}}
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-owed-emails": {
+        "task": "subscribers.tasks.dispatch_owed_emails",
+        "schedule": 1.0,
+        "options": {"expires": 10},
+    },
+}
+
+# Signup defences for the public, CSRF-exempt endpoints: "COUNT/SECONDS" per client IP
+# (IPv6 by /64) and per address, counted in Redis (in-process without REDIS_URL).
+SIGNUP_RATE_PER_IP = envstr("SIGNUP_RATE_PER_IP", "100/600")
+SIGNUP_RATE_PER_ADDRESS = envstr("SIGNUP_RATE_PER_ADDRESS", "3/3600")
+SIGNUP_BLOCKED_DOMAINS = envlist("SIGNUP_BLOCKED_DOMAINS")
+RATE_LIMIT_KEY_PREFIX = envstr("RATE_LIMIT_KEY_PREFIX", "oa:rl")
+# Behind a proxy the client's address is the last hop it appended to X-Forwarded-For.
+CLIENT_IP_FROM_FORWARDED_FOR = envbool("BEHIND_TLS_PROXY", False)
 
 # Email: EMAIL_URL picks the transport; see ownedaudience/env.py for the forms.
 EMAIL_URL = envstr("EMAIL_URL", "outbox://")

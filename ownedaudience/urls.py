@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from .health import healthz
 
@@ -10,4 +10,7 @@ admin.site.index_title = "Your newsletters"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("", include("subscribers.urls")),
+    # Last: /<slug>/… matches any word, so every fixed route above must come first.
+    path("", include("newsletters.site_urls")),
 ]

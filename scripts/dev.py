@@ -32,6 +32,7 @@ def serve():
     )
     web = subprocess.Popen(MANAGE + ["runserver", "--noreload", ADDRESS], cwd=ROOT)
     print(f"\nownedaudience is up: http://{ADDRESS}/admin/  (dev outbox: Admin → Dev outbox messages)")
+    print(f"The demo newsletter's page: http://{ADDRESS}/demo/")
     print("Ctrl-C stops the web server and the worker.\n", flush=True)
     try:
         while web.poll() is None and worker.poll() is None:

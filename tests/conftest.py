@@ -87,3 +87,16 @@ def start_worker(tmp_path, database_url):
 
     _require(settings.REDIS_AVAILABLE, "Redis")
     return functools.partial(celery_worker, tmp_path, database_url=database_url, redis_url=settings.REDIS_URL)
+
+
+@pytest.fixture
+def fresh_rate_limits(settings):
+    """Rate-limit counters of this test only (a key prefix of its own; nothing is flushed)."""
+    import uuid
+
+    from subscribers import throttle
+
+    settings.RATE_LIMIT_KEY_PREFIX = f"test-rl:{uuid.uuid4().hex}"
+    throttle.reset_counters()
+    yield settings
+    throttle.reset_counters()
