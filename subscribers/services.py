@@ -95,22 +95,87 @@ def _consent(*, form, consent_text, ip, user_agent, now):
     }
 
 
-def owe_email(subscription_id, kind):
-    """Record an email this transaction owes; the dispatcher sends it after commit."""
+def nudge_after_commit():
     from .dispatch import nudge_after_commit
 
+    nudge_after_commit()
+
+
+def owe_email(subscription_id, kind):
+    """Record an email this transaction owes; the dispatcher sends it after commit."""
     OwedEmail.objects.create(subscription_id=subscription_id, kind=kind)
     nudge_after_commit()
 
 
-@transaction.atomic
 def signup(*, newsletter, email, name="", source="", form="page", consent_text="", ip=None, user_agent=""):
-    """Take a signup: the subscription (pending) and its owed confirmation email in one transaction.
+    """Take a signup: the subscription (pending) and its owed confirmation email, in one transaction.
 
     `email` must already be validated (subscribers.forms.SignupForm). Returns (subscription_id, outcome).
     """
     now = timezone.now()
     consent = _consent(form=form, consent_text=consent_text, ip=ip, user_agent=user_agent, now=now)
+    if connection.vendor == "postgresql":
+        # The common case, a new address, in one statement (and one round trip).
+        subscription_id = _signup_new_address(newsletter, email, name, source[:100], consent, now)
+        if subscription_id is not None:
+            nudge_after_commit()
+            return subscription_id, SignupOutcome.NEW
+    with transaction.atomic():
+        return _signup(newsletter, email, name, source[:100], consent, now)
+
+
+def _signup_new_address(newsletter, email, name, source, consent, now):
+    """Subscriber, subscription and owed confirmation in one INSERT … WITH; None if the address exists."""
+    quote = connection.ops.quote_name
+    subscription_values = {
+        "newsletter": newsletter.pk,
+        "status": Subscription.Status.PENDING,
+        "tier": Subscription.Tier.FREE,
+        "source": source,
+        "created_at": now,
+        "updated_at": now,
+        **consent,
+    }
+    owed_values = {
+        "kind": OwedEmail.Kind.CONFIRMATION,
+        "status": OwedEmail.Status.PENDING,
+        "attempts": 0,
+        "due_at": now,
+        "claim": "",
+        "error": "",
+        "created_at": now,
+    }
+
+    def columns_and_params(model, values):
+        fields = [model._meta.get_field(name) for name in values]
+        columns = [quote(field.column) for field in fields]
+        params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+        casts = [f"%s::{field.db_type(connection).split('(')[0]}" for field in fields]
+        return columns, params, casts
+
+    subscriber_columns, subscriber_params, _ = columns_and_params(
+        Subscriber, {"email": email, "name": name, "created_at": now}
+    )
+    sub_columns, sub_params, sub_casts = columns_and_params(Subscription, subscription_values)
+    owed_columns, owed_params, owed_casts = columns_and_params(OwedEmail, owed_values)
+    sql = f"""
+        WITH new_subscriber AS (
+            INSERT INTO {quote(Subscriber._meta.db_table)} ({", ".join(subscriber_columns)})
+            VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING id
+        ), new_subscription AS (
+            INSERT INTO {quote(Subscription._meta.db_table)} (subscriber_id, {", ".join(sub_columns)})
+            SELECT id, {", ".join(sub_casts)} FROM new_subscriber RETURNING id
+        )
+        INSERT INTO {quote(OwedEmail._meta.db_table)} (subscription_id, {", ".join(owed_columns)})
+        SELECT id, {", ".join(owed_casts)} FROM new_subscription RETURNING subscription_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*subscriber_params, *sub_params, *owed_params])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _signup(newsletter, email, name, source, consent, now):
     subscriber_id = _subscriber_id_for(email, name, now)
     subscription_id = _insert_ignoring_conflict(
         Subscription,
@@ -118,7 +183,7 @@ def signup(*, newsletter, email, name="", source="", form="page", consent_text="
         newsletter=newsletter.pk,
         status=Subscription.Status.PENDING,
         tier=Subscription.Tier.FREE,
-        source=source[:100],
+        source=source,
         created_at=now,
         updated_at=now,
         **consent,
@@ -136,7 +201,7 @@ def signup(*, newsletter, email, name="", source="", form="page", consent_text="
     if subscription.status == Subscription.Status.UNSUBSCRIBED:
         outcome = SignupOutcome.REJOINING
         subscription.status = Subscription.Status.PENDING
-        subscription.source = source[:100] or subscription.source
+        subscription.source = source or subscription.source
         subscription.confirmed_at = None
     for field, value in consent.items():
         setattr(subscription, field, value)
