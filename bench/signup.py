@@ -150,6 +150,27 @@ def wait_for_port(port, process, what, timeout=60):
             time.sleep(0.1)
 
 
+def tree_cpu_seconds(root_pid):
+    """CPU seconds (user + system) used so far by a process and all its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents, cpu = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    total, stack = 0.0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += cpu.get(pid, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
 def percentile(values, fraction):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
@@ -160,6 +181,10 @@ def main():
     parser.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 20)))
     parser.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", 32)))
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", 4)))
+    parser.add_argument(
+        "--worker", choices=["during", "after"], default=os.environ.get("BENCH_WORKER", "during"),
+        help="send confirmations while the load runs (default), or only once it has stopped",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"))
     parser.add_argument("--load", help=argparse.SUPPRESS)  # internal: run as the load generator
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -201,13 +226,17 @@ def main():
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(scratch / "web.log", "wb"),
         )
         processes.append(web)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "ownedaudience", "worker", "-B", "--loglevel", "WARNING",
-             "-Q", "transactional", "--concurrency", "1", "--without-gossip", "--without-mingle",
-             "--schedule", str(scratch / "beat-schedule")],
-            cwd=ROOT, env=env, stdout=open(scratch / "worker.log", "wb"), stderr=subprocess.STDOUT,
-        )
-        processes.append(worker)
+        def start_worker():
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "ownedaudience", "worker", "-B", "--loglevel", "WARNING",
+                 "-Q", "transactional", "--concurrency", "1", "--without-gossip", "--without-mingle",
+                 "--schedule", str(scratch / "beat-schedule")],
+                cwd=ROOT, env=env, stdout=open(scratch / "worker.log", "ab"), stderr=subprocess.STDOUT,
+            )
+            processes.append(worker)
+            return worker
+
+        worker = start_worker() if args.worker == "during" else None
         wait_for_port(port, web, "gunicorn")
         # Warm every web worker (imports, database connection) with page views, not signups.
         import urllib.request
@@ -216,12 +245,18 @@ def main():
             urllib.request.urlopen(f"{base}/bench/", timeout=10).read()
 
         out = scratch / "load.json"
-        load = subprocess.run(
+        cpu_before = {"web": tree_cpu_seconds(web.pid), "worker": tree_cpu_seconds(worker.pid) if worker else 0.0}
+        subprocess.run(
             [sys.executable, __file__, "--load", f"{base}/bench/subscribe", "--duration", str(args.duration),
              "--connections", str(args.connections), "--out", str(out)],
             cwd=ROOT, check=True,
         )
-        del load
+        cpu_during = {
+            "web": tree_cpu_seconds(web.pid) - cpu_before["web"],
+            "worker": (tree_cpu_seconds(worker.pid) - cpu_before["worker"]) if worker else 0.0,
+        }
+        if worker is None:
+            worker = start_worker()
         report = json.loads(out.read_text())
         results = report["results"]
         ok_emails = [email for email, status, _ in results if 200 <= status < 300]
@@ -258,7 +293,11 @@ def main():
             "non_2xx": len(results) - len(ok_emails),
             "lost_or_duplicated": len(lost),
             "owed_email_statuses": owed,
+            "worker": args.worker,
             "load_generator_cpu_percent": round(100 * report["cpu_seconds"] / elapsed, 1),
+            "web_cpu_percent": round(100 * cpu_during["web"] / elapsed, 1),
+            "worker_cpu_percent": round(100 * cpu_during["worker"] / elapsed, 1),
+            "web_cpu_ms_per_signup": round(1000 * cpu_during["web"] / max(len(ok_emails), 1), 2),
             "mean_ms": round(statistics.fmean(latencies_ms), 1) if latencies_ms else None,
         }
         print("details:", json.dumps(details), flush=True)

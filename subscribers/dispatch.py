@@ -68,7 +68,8 @@ def claim_due(limit=CLAIM_SIZE, now=None):
         OwedEmail.objects.filter(id__in=ids, status=Status.PENDING).update(
             status=Status.QUEUED, claim=claim, queued_at=now
         )
-    return list(OwedEmail.objects.filter(claim=claim, status=Status.QUEUED).order_by("id").values_list("id", flat=True))
+    # By primary key: the rows this call claimed (another dispatcher may have taken some).
+    return list(OwedEmail.objects.filter(id__in=ids, claim=claim).order_by("id").values_list("id", flat=True))
 
 
 def dispatch_due():
@@ -108,24 +109,33 @@ def _is_transient(error):
 
 
 def send_owed(ids):
-    """Send the owed emails `ids` that are still queued; each is claimed first, so none goes twice."""
+    """Send the owed emails `ids` that are still queued; they are claimed first, so none goes twice.
+
+    One claim and one "sent" update per task rather than per email: each write is a commit
+    (a WAL flush), and signups waiting on the same disk feel every one of them. A row left in
+    `sending` (worker killed between the send and the update) is never resent on its own.
+    """
     from .emails import build_owed_email
 
-    sent = 0
+    claim = uuid.uuid4().hex
+    now = timezone.now()
+    OwedEmail.objects.filter(id__in=ids, status=Status.QUEUED).update(
+        status=Status.SENDING, sending_at=now, attempts=F("attempts") + 1, claim=claim
+    )
+    claimed = list(
+        OwedEmail.objects.filter(id__in=ids, claim=claim, status=Status.SENDING)
+        .select_related("subscription__newsletter", "subscription__subscriber")
+        .order_by("id")
+    )
+    if not claimed:
+        return 0  # a duplicated or redelivered task: someone else has them
+    sent, skipped = [], []
     connection_ = mailers["transactional"]
     try:
-        for owed_id in ids:
-            now = timezone.now()
-            if not OwedEmail.objects.filter(id=owed_id, status=Status.QUEUED).update(
-                status=Status.SENDING, sending_at=now, attempts=F("attempts") + 1
-            ):
-                continue  # another task has it, or it was already sent
-            owed = OwedEmail.objects.select_related("subscription__newsletter", "subscription__subscriber").get(
-                id=owed_id
-            )
+        for owed in claimed:
             message = build_owed_email(owed)
             if message is None:
-                OwedEmail.objects.filter(id=owed_id).update(status=Status.SKIPPED, sent_at=now)
+                skipped.append(owed.id)
                 continue
             try:
                 connection_.send_messages([message])
@@ -133,13 +143,19 @@ def send_owed(ids):
                 _record_failure(owed, error)
                 connection_.close()  # a broken SMTP session must not poison the next message
                 continue
-            OwedEmail.objects.filter(id=owed_id, status=Status.SENDING).update(
-                status=Status.SENT, sent_at=timezone.now(), error=""
-            )
-            sent += 1
+            sent.append(owed.id)
     finally:
         connection_.close()
-    return sent
+        finished = timezone.now()
+        if sent:
+            OwedEmail.objects.filter(id__in=sent, status=Status.SENDING).update(
+                status=Status.SENT, sent_at=finished, error=""
+            )
+        if skipped:
+            OwedEmail.objects.filter(id__in=skipped, status=Status.SENDING).update(
+                status=Status.SKIPPED, sent_at=finished
+            )
+    return len(sent)
 
 
 def _record_failure(owed, error):
