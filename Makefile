@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint check-deploy clean
+.PHONY: install run test lint check-deploy clean bench-signup
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || "$$(sh scripts/find-python)" -m venv $(VENV)
@@ -18,6 +18,10 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Signups/s on gunicorn + PostgreSQL + Redis; ends with one JSON line (see BENCHMARKS.md).
+bench-signup: install
+	$(PY) bench/signup.py
 
 clean:
 	rm -rf $(VENV) var

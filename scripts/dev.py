@@ -53,8 +53,15 @@ def serve():
                 process.kill()
 
 
+def make_var_dirs():
+    """The SQLite file, the file broker's folders (kombu does not make them) and the beat schedule."""
+    var = Path(os.environ.get("VAR_DIR") or ROOT / "var")
+    for folder in (var, var / "broker" / "queue", var / "broker" / "processed", ROOT / "var"):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 if __name__ == "__main__":
-    (ROOT / "var").mkdir(exist_ok=True)
+    make_var_dirs()
     setup()
     if "--setup-only" not in sys.argv:
         serve()

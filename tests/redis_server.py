@@ -48,8 +48,9 @@ class OwnRedis:
 
 @pytest.fixture
 def own_redis(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    from .conftest import _require
+
+    _require(shutil.which("redis-server") is not None, "redis-server (apt-get install redis-server)")
     server = OwnRedis(tmp_path).start()
     yield server
     server.stop()
