@@ -9,11 +9,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import override_settings
 
 from newsletters.embed import html_snippet, iframe_snippet
 from subscribers.models import Subscription
 
+from .beat import celery_beat
 from .browser import PHONE, chromium, second_origin
 from .servers import web_server
 
@@ -62,9 +64,12 @@ def test_a_fan_subscribes_from_another_site_confirms_and_unsubscribes_in_one_cli
            "RATE_LIMIT_KEY_PREFIX": f"test-rl:{uuid.uuid4().hex}"}
 
     worker_env = {"EMAIL_URL": smtp_sink.url, "RATE_LIMIT_KEY_PREFIX": env["RATE_LIMIT_KEY_PREFIX"]}
-    with web_server(**env) as base, start_worker(queues="transactional", SITE_URL=base, **worker_env):
+    # Beat runs beside the worker as in production: nudges are throttled, beat catches the rest.
+    with web_server(**env) as base, start_worker(queues="transactional", SITE_URL=base, **worker_env), \
+            celery_beat(tmp_path, **env, SITE_URL=base):
         with override_settings(SITE_URL=base):
-            (tmp_path / "index.html").write_text(
+            (site := tmp_path / "site").mkdir()
+            (site / "index.html").write_text(
                 "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
                 f"<title>Someone else's site</title><h1>A blog</h1>{html_snippet(news, source='pottery-blog')}"
                 f"<h2>Framed</h2>{iframe_snippet(news, source='pottery-blog-frame')}",
@@ -73,7 +78,7 @@ def test_a_fan_subscribes_from_another_site_confirms_and_unsubscribes_in_one_cli
         # Playwright's sync API keeps an event loop in this thread; the ORM reads below are plain
         # blocking reads in the test's own thread (set after the servers started, so they don't inherit it).
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with second_origin(tmp_path) as other_site, chromium() as browser:
+        with second_origin(site) as other_site, chromium() as browser:
             # 1. The plain HTML form, with JavaScript off, posted across origins.
             phone = browser.new_context(java_script_enabled=False, **PHONE)
             page = phone.new_page()
@@ -126,3 +131,5 @@ def test_a_fan_subscribes_from_another_site_confirms_and_unsubscribes_in_one_cli
             assert (framed.status, framed.consent_form, framed.source) == ("pending", "iframe", "pottery-blog-frame")
             mail_to(smtp_sink, "framed.fan@example.com", "Confirm your subscription")
             phone.close()
+            # The reads above ran inside Playwright's context and got a connection of their own.
+            connections.close_all()
