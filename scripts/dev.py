@@ -14,7 +14,11 @@ os.environ.setdefault("DEBUG", "true")
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 ADDRESS = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
 DEMO = ["create_newsletter", "demo", "--name", "Demo Newsletter", "--owner", "creator@example.com",
-        "--postal-address", "1 Demo Street, Example City", "--reset-password"]
+        "--postal-address", "1 Demo Street, Example City", "--reset-password",
+        "--description", "A newsletter to try ownedaudience with: subscribe, confirm from the dev outbox, unsubscribe.",
+        "--welcome-subject", "Welcome to the Demo Newsletter",
+        "--welcome-body", "Thanks for confirming! This is the welcome email a creator writes in the admin.\n\n"
+        "Every email from here on has a one-click unsubscribe link at the bottom."]
 
 
 def setup():
