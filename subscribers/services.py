@@ -124,10 +124,46 @@ def signup(*, newsletter, email, name="", source="", form="page", consent_text="
         return _signup(newsletter, email, name, source[:100], consent, now)
 
 
+_SUBSCRIPTION_COLUMNS = (
+    "newsletter", "status", "tier", "source", "created_at", "updated_at",
+    "consent_form", "consent_text", "consent_at", "consent_ip", "consent_user_agent",
+)
+_OWED_COLUMNS = ("kind", "status", "attempts", "due_at", "claim", "error", "created_at")
+_new_address_sql = None
+
+
+def _new_address_statement():
+    """INSERT … WITH for a new address; built once per process from the models."""
+    global _new_address_sql
+    if _new_address_sql is None:
+        quote = connection.ops.quote_name
+
+        def columns(model, names):
+            fields = [model._meta.get_field(name) for name in names]
+            return (
+                ", ".join(quote(field.column) for field in fields),
+                ", ".join(f"%s::{field.db_type(connection).split('(')[0]}" for field in fields),
+            )
+
+        subscription_columns, subscription_values = columns(Subscription, _SUBSCRIPTION_COLUMNS)
+        owed_columns, owed_values = columns(OwedEmail, _OWED_COLUMNS)
+        _new_address_sql = f"""
+            WITH new_subscriber AS (
+                INSERT INTO {quote(Subscriber._meta.db_table)} (email, name, created_at)
+                VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING id
+            ), new_subscription AS (
+                INSERT INTO {quote(Subscription._meta.db_table)} (subscriber_id, {subscription_columns})
+                SELECT id, {subscription_values} FROM new_subscriber RETURNING id
+            )
+            INSERT INTO {quote(OwedEmail._meta.db_table)} (subscription_id, {owed_columns})
+            SELECT id, {owed_values} FROM new_subscription RETURNING subscription_id
+        """
+    return _new_address_sql
+
+
 def _signup_new_address(newsletter, email, name, source, consent, now):
     """Subscriber, subscription and owed confirmation in one INSERT … WITH; None if the address exists."""
-    quote = connection.ops.quote_name
-    subscription_values = {
+    subscription = {
         "newsletter": newsletter.pk,
         "status": Subscription.Status.PENDING,
         "tier": Subscription.Tier.FREE,
@@ -136,7 +172,7 @@ def _signup_new_address(newsletter, email, name, source, consent, now):
         "updated_at": now,
         **consent,
     }
-    owed_values = {
+    owed = {
         "kind": OwedEmail.Kind.CONFIRMATION,
         "status": OwedEmail.Status.PENDING,
         "attempts": 0,
@@ -145,32 +181,10 @@ def _signup_new_address(newsletter, email, name, source, consent, now):
         "error": "",
         "created_at": now,
     }
-
-    def columns_and_params(model, values):
-        fields = [model._meta.get_field(name) for name in values]
-        columns = [quote(field.column) for field in fields]
-        params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
-        casts = [f"%s::{field.db_type(connection).split('(')[0]}" for field in fields]
-        return columns, params, casts
-
-    subscriber_columns, subscriber_params, _ = columns_and_params(
-        Subscriber, {"email": email, "name": name, "created_at": now}
-    )
-    sub_columns, sub_params, sub_casts = columns_and_params(Subscription, subscription_values)
-    owed_columns, owed_params, owed_casts = columns_and_params(OwedEmail, owed_values)
-    sql = f"""
-        WITH new_subscriber AS (
-            INSERT INTO {quote(Subscriber._meta.db_table)} ({", ".join(subscriber_columns)})
-            VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING id
-        ), new_subscription AS (
-            INSERT INTO {quote(Subscription._meta.db_table)} (subscriber_id, {", ".join(sub_columns)})
-            SELECT id, {", ".join(sub_casts)} FROM new_subscriber RETURNING id
-        )
-        INSERT INTO {quote(OwedEmail._meta.db_table)} (subscription_id, {", ".join(owed_columns)})
-        SELECT id, {", ".join(owed_casts)} FROM new_subscription RETURNING subscription_id
-    """
+    params = [email, name, now, *(subscription[name] for name in _SUBSCRIPTION_COLUMNS),
+              *(owed[name] for name in _OWED_COLUMNS)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*subscriber_params, *sub_params, *owed_params])
+        cursor.execute(_new_address_statement(), params)
         row = cursor.fetchone()
     return row[0] if row else None
 
