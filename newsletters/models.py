@@ -14,7 +14,7 @@ class Newsletter(models.Model):
 
     slug = models.SlugField(
         max_length=60, unique=True, validators=[validate_public_slug],
-        help_text=_("The page's address: /<slug>/. Words the site itself uses are reserved."),
+        help_text=_("The page's address: /slug/. Words the site itself uses are reserved."),
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)

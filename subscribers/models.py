@@ -84,7 +84,7 @@ class SourceLink(models.Model):
     source = models.CharField(
         max_length=100, help_text=_("Stored on each subscription made through this link, e.g. tiktok.")
     )
-    code = models.SlugField(max_length=40, help_text=_("The end of the short address: /<slug>/r/<code>."))
+    code = models.SlugField(max_length=40, help_text=_("The end of the short address: /slug/r/code."))
     visits = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -39,6 +39,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='newsletter',
             name='slug',
-            field=models.SlugField(help_text="The page's address: /<slug>/. Words the site itself uses are reserved.", max_length=60, unique=True, validators=[newsletters.slugs.validate_public_slug]),
+            field=models.SlugField(help_text="The page's address: /slug/. Words the site itself uses are reserved.", max_length=60, unique=True, validators=[newsletters.slugs.validate_public_slug]),
         ),
     ]

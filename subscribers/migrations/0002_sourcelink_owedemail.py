@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('source', models.CharField(help_text='Stored on each subscription made through this link, e.g. tiktok.', max_length=100)),
-                ('code', models.SlugField(help_text='The end of the short address: /<slug>/r/<code>.', max_length=40)),
+                ('code', models.SlugField(help_text='The end of the short address: /slug/r/code.', max_length=40)),
                 ('visits', models.PositiveIntegerField(default=0, editable=False)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('newsletter', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='source_links', to='newsletters.newsletter')),
