@@ -32,6 +32,7 @@ BENCH_DB = "oa_bench_signup"
 
 # --- the load generator (runs in its own process) --------------------------------------------
 
+
 async def _one_connection(host, port, path, prefix, deadline, results):
     reader = writer = None
     sent = 0
@@ -82,26 +83,37 @@ def run_load(url, duration, connections, out_path):
 
     async def main():
         deadline = time.monotonic() + duration
-        await asyncio.gather(*(
-            _one_connection(parts.hostname, parts.port, parts.path, f"{run}-{c}", deadline, results)
-            for c in range(connections)
-        ))
+        await asyncio.gather(
+            *(
+                _one_connection(parts.hostname, parts.port, parts.path, f"{run}-{c}", deadline, results)
+                for c in range(connections)
+            )
+        )
 
     started = time.monotonic()
     asyncio.run(main())
     elapsed = time.monotonic() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    Path(out_path).write_text(json.dumps({
-        "elapsed": elapsed,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "results": results,
-    }))
+    Path(out_path).write_text(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "results": results,
+            }
+        )
+    )
 
 
 # --- the orchestrator --------------------------------------------------------------------------
 
+
 def database_urls():
-    base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+    base = (
+        os.environ.get("BENCH_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or "postgres://postgres@127.0.0.1:5432/postgres"
+    )
     parts = urlsplit(base)
     admin = urlunsplit(parts._replace(path="/postgres"))
     bench = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
@@ -177,12 +189,16 @@ def percentile(values, fraction):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 20)))
     parser.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", 32)))
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", 4)))
     parser.add_argument(
-        "--worker", choices=["during", "after"], default=os.environ.get("BENCH_WORKER", "during"),
+        "--worker",
+        choices=["during", "after"],
+        default=os.environ.get("BENCH_WORKER", "during"),
         help="send confirmations while the load runs (default), or only once it has stopped",
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"))
@@ -214,24 +230,62 @@ def main():
     )
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["migrate", "-v", "0"], env=env, cwd=ROOT, check=True)
-    subprocess.run(manage + ["create_newsletter", "bench", "--name", "Bench", "--owner", "bench@example.com"],
-                   env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        manage + ["create_newsletter", "bench", "--name", "Bench", "--owner", "bench@example.com"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     processes = []
     scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-signup-{uuid.uuid4().hex[:8]}"
     scratch.mkdir()
     try:
         web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "ownedaudience.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.web_workers), "--backlog", "2048"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(scratch / "web.log", "wb"),
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "ownedaudience.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.web_workers),
+                "--backlog",
+                "2048",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(scratch / "web.log", "wb"),
         )
         processes.append(web)
+
         def start_worker():
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "ownedaudience", "worker", "-B", "--loglevel", "WARNING",
-                 "-Q", "transactional", "--concurrency", "1", "--without-gossip", "--without-mingle",
-                 "--schedule", str(scratch / "beat-schedule")],
-                cwd=ROOT, env=env, stdout=open(scratch / "worker.log", "ab"), stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "ownedaudience",
+                    "worker",
+                    "-B",
+                    "--loglevel",
+                    "WARNING",
+                    "-Q",
+                    "transactional",
+                    "--concurrency",
+                    "1",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--schedule",
+                    str(scratch / "beat-schedule"),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=open(scratch / "worker.log", "ab"),
+                stderr=subprocess.STDOUT,
             )
             processes.append(worker)
             return worker
@@ -245,11 +299,25 @@ def main():
             urllib.request.urlopen(f"{base}/bench/", timeout=10).read()
 
         out = scratch / "load.json"
-        cpu_before = {"web": tree_cpu_seconds(web.pid), "worker": tree_cpu_seconds(worker.pid) if worker else 0.0}
+        cpu_before = {
+            "web": tree_cpu_seconds(web.pid),
+            "worker": tree_cpu_seconds(worker.pid) if worker else 0.0,
+        }
         subprocess.run(
-            [sys.executable, __file__, "--load", f"{base}/bench/subscribe", "--duration", str(args.duration),
-             "--connections", str(args.connections), "--out", str(out)],
-            cwd=ROOT, check=True,
+            [
+                sys.executable,
+                __file__,
+                "--load",
+                f"{base}/bench/subscribe",
+                "--duration",
+                str(args.duration),
+                "--connections",
+                str(args.connections),
+                "--out",
+                str(out),
+            ],
+            cwd=ROOT,
+            check=True,
         )
         cpu_during = {
             "web": tree_cpu_seconds(web.pid) - cpu_before["web"],
@@ -274,11 +342,15 @@ def main():
                 if unfinished == 0:
                     break
                 time.sleep(0.5)
-            rows_by_email = dict(db.execute(
-                "SELECT lower(s.email), count(*) FROM subscribers_subscription sub "
-                "JOIN subscribers_subscriber s ON s.id = sub.subscriber_id GROUP BY lower(s.email)"
-            ).fetchall())
-            owed = dict(db.execute("SELECT status, count(*) FROM subscribers_owedemail GROUP BY status").fetchall())
+            rows_by_email = dict(
+                db.execute(
+                    "SELECT lower(s.email), count(*) FROM subscribers_subscription sub "
+                    "JOIN subscribers_subscriber s ON s.id = sub.subscriber_id GROUP BY lower(s.email)"
+                ).fetchall()
+            )
+            owed = dict(
+                db.execute("SELECT status, count(*) FROM subscribers_owedemail GROUP BY status").fetchall()
+            )
         rows = sum(rows_by_email.values())
         with sink.lock:
             mail_counts = {}
@@ -301,16 +373,21 @@ def main():
             "mean_ms": round(statistics.fmean(latencies_ms), 1) if latencies_ms else None,
         }
         print("details:", json.dumps(details), flush=True)
-        print(json.dumps({
-            "bench": "signup",
-            "requests": len(results),
-            "ok": len(ok_emails),
-            "signups_per_s": round(len(ok_emails) / elapsed, 1),
-            "p50_ms": round(percentile(latencies_ms, 0.50), 1) if latencies_ms else None,
-            "p99_ms": round(percentile(latencies_ms, 0.99), 1) if latencies_ms else None,
-            "rows": rows,
-            "confirmation_emails": sum(mail_counts.values()),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "signup",
+                    "requests": len(results),
+                    "ok": len(ok_emails),
+                    "signups_per_s": round(len(ok_emails) / elapsed, 1),
+                    "p50_ms": round(percentile(latencies_ms, 0.50), 1) if latencies_ms else None,
+                    "p99_ms": round(percentile(latencies_ms, 0.99), 1) if latencies_ms else None,
+                    "rows": rows,
+                    "confirmation_emails": sum(mail_counts.values()),
+                }
+            ),
+            flush=True,
+        )
         return 1 if lost else 0
     finally:
         for process in processes:

@@ -60,8 +60,9 @@ def _in_language(newsletter, build):
 
 def _page_context(request, newsletter, *, source="", form_email="", errors=None):
     issues = list(
-        Issue.objects.filter(newsletter=newsletter, status=Issue.Status.SENT, show_on_web=True)
-        .order_by(F("sent_at").desc(nulls_last=True), "-id")[:LATEST_ISSUES]
+        Issue.objects.filter(newsletter=newsletter, status=Issue.Status.SENT, show_on_web=True).order_by(
+            F("sent_at").desc(nulls_last=True), "-id"
+        )[:LATEST_ISSUES]
     )
     for issue in issues:
         issue.url = issue_url(newsletter, issue)
@@ -81,7 +82,12 @@ def _page_context(request, newsletter, *, source="", form_email="", errors=None)
 def _render_page(request, newsletter, *, status=200, **context):
     return _in_language(
         newsletter,
-        lambda: render(request, "newsletters/site/page.html", _page_context(request, newsletter, **context), status=status),
+        lambda: render(
+            request,
+            "newsletters/site/page.html",
+            _page_context(request, newsletter, **context),
+            status=status,
+        ),
     )
 
 
@@ -110,7 +116,9 @@ def _render_embed(request, newsletter, *, status=200, done=False, source="", for
         "errors": errors or [],
         "page_url": f"{settings.SITE_URL}/{newsletter.slug}/",
     }
-    response = _in_language(newsletter, lambda: render(request, "newsletters/site/embed.html", context, status=status))
+    response = _in_language(
+        newsletter, lambda: render(request, "newsletters/site/embed.html", context, status=status)
+    )
     response.xframe_options_exempt = True  # meant to sit in an iframe on the creator's own site
     response.headers["Content-Security-Policy"] = "frame-ancestors *"
     return response
@@ -159,11 +167,19 @@ def _subscribe(request, newsletter):
     if not too_big:
         try:
             data = request.POST
-        except (RequestDataTooBig, TooManyFieldsSent, SuspiciousOperation, MultiPartParserError, UnreadablePostError):
+        except (
+            RequestDataTooBig,
+            TooManyFieldsSent,
+            SuspiciousOperation,
+            MultiPartParserError,
+            UnreadablePostError,
+        ):
             data = None
     if data is None:
         message = _("That form was too large or malformed. Please try again.")
-        return _answer_error(request, newsletter, as_json, {"form": [message]}, status=413 if too_big else 400)
+        return _answer_error(
+            request, newsletter, as_json, {"form": [message]}, status=413 if too_big else 400
+        )
 
     form_kind = data.get("form", "")
     if form_kind not in FORMS:
@@ -177,15 +193,24 @@ def _subscribe(request, newsletter):
     ip_ok, address_ok, retry_after = signup_allowed(ip=ip, address=email)
     if not ip_ok:
         message = _("Too many signups from your network just now. Please try again in a few minutes.")
-        response = _answer_error(request, newsletter, as_json, {"form": [message]}, status=429,
-                                 form_kind=form_kind, source=source)
+        response = _answer_error(
+            request, newsletter, as_json, {"form": [message]}, status=429, form_kind=form_kind, source=source
+        )
         response.headers["Retry-After"] = str(retry_after)
         return response
     if data.get(HONEYPOT):
         return _answer_ok(request, newsletter, as_json, form_kind)  # a bot: thank it, keep nothing
     if not valid:
-        return _answer_error(request, newsletter, as_json, form.errors_by_field(), status=400,
-                             form_kind=form_kind, source=source, form_email=str(data.get("email", ""))[:254])
+        return _answer_error(
+            request,
+            newsletter,
+            as_json,
+            form.errors_by_field(),
+            status=400,
+            form_kind=form_kind,
+            source=source,
+            form_email=str(data.get("email", ""))[:254],
+        )
     if address_ok:
         subscriber_services.signup(
             newsletter=newsletter,
@@ -212,7 +237,11 @@ def _answer_ok(request, newsletter, as_json, form_kind):
         return JsonResponse({"ok": True, "message": _success_message(newsletter)})
     if form_kind == "iframe":
         return _render_embed(request, newsletter, done=True)
-    context = {"newsletter": newsletter, "message": _success_message(newsletter), "page_url": f"/{newsletter.slug}/"}
+    context = {
+        "newsletter": newsletter,
+        "message": _success_message(newsletter),
+        "page_url": f"/{newsletter.slug}/",
+    }
     return render(request, "newsletters/site/subscribed.html", context)
 
 
@@ -221,8 +250,12 @@ def _answer_error(request, newsletter, as_json, errors, *, status, form_kind="",
     if as_json:
         return JsonResponse({"ok": False, "message": messages[0], "errors": errors}, status=status)
     if form_kind == "iframe":
-        return _render_embed(request, newsletter, status=status, source=source, form_email=form_email, errors=messages)
+        return _render_embed(
+            request, newsletter, status=status, source=source, form_email=form_email, errors=messages
+        )
     return render(
-        request, "newsletters/site/page.html",
-        _page_context(request, newsletter, source=source, form_email=form_email, errors=messages), status=status,
+        request,
+        "newsletters/site/page.html",
+        _page_context(request, newsletter, source=source, form_email=form_email, errors=messages),
+        status=status,
     )

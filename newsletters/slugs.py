@@ -15,4 +15,6 @@ RESERVED_SLUGS = frozenset(
 
 def validate_public_slug(value):
     if value.lower() in RESERVED_SLUGS:
-        raise ValidationError(_("“%(slug)s” is used by the site itself; pick another."), params={"slug": value})
+        raise ValidationError(
+            _("“%(slug)s” is used by the site itself; pick another."), params={"slug": value}
+        )

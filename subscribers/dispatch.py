@@ -57,7 +57,9 @@ def claim_due(limit=CLAIM_SIZE, now=None):
     claim = uuid.uuid4().hex
     with transaction.atomic():
         due = (
-            OwedEmail.objects.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
+            OwedEmail.objects.select_for_update(
+                skip_locked=connection.features.has_select_for_update_skip_locked
+            )
             .filter(status=Status.PENDING, due_at__lte=now)
             .order_by("due_at", "id")
             .values_list("id", flat=True)[:limit]
@@ -97,7 +99,13 @@ def dispatch_due():
     return handed
 
 
-_is_transient_smtp = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, TimeoutError, OSError)
+_is_transient_smtp = (
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
 
 
 def _is_transient(error):

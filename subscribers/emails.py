@@ -42,7 +42,9 @@ def confirm_url(subscription_id):
 
 
 def sender_of(newsletter):
-    return formataddr((newsletter.sender_name or newsletter.name, newsletter.sender_email or settings.DEFAULT_FROM_EMAIL))
+    return formataddr(
+        (newsletter.sender_name or newsletter.name, newsletter.sender_email or settings.DEFAULT_FROM_EMAIL)
+    )
 
 
 def _message(subscription, *, subject, template, context, headers=None):
@@ -87,7 +89,10 @@ def build_welcome(subscription):
             "preferences_url": preferences_url(subscription.id),
         },
         # RFC 8058: mail providers show an Unsubscribe button that POSTs here.
-        headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
     )
 
 

@@ -51,7 +51,9 @@ class SignupForm(forms.Form):
             "max_length": _("That address is too long."),
         },
     )
-    name = forms.CharField(max_length=200, required=False, error_messages={"max_length": _("That name is too long.")})
+    name = forms.CharField(
+        max_length=200, required=False, error_messages={"max_length": _("That name is too long.")}
+    )
 
     def __init__(self, *args, newsletter, **kwargs):
         super().__init__(*args, **kwargs)
@@ -61,12 +63,16 @@ class SignupForm(forms.Form):
     def clean_email(self):
         value = self.cleaned_data["email"]
         if has_control_characters(value) or any(char.isspace() for char in value):
-            raise forms.ValidationError(_("Enter a valid email address, like name@example.com."), code="invalid")
+            raise forms.ValidationError(
+                _("Enter a valid email address, like name@example.com."), code="invalid"
+            )
         try:
             # No DNS lookup on the request path; a dead address simply never confirms.
             checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
         except EmailNotValidError:
-            raise forms.ValidationError(_("Enter a valid email address, like name@example.com."), code="invalid")
+            raise forms.ValidationError(
+                _("Enter a valid email address, like name@example.com."), code="invalid"
+            )
         if domain_blocked(checked.ascii_domain, blocked_domains_of(self.newsletter)) or domain_blocked(
             checked.domain, blocked_domains_of(self.newsletter)
         ):

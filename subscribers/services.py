@@ -16,7 +16,9 @@ def normalize_email(email):
 
 def subscribers_by_address(email):
     """Rows for this address whatever its case, through the lower(email) unique index."""
-    return Subscriber.objects.annotate(email_lower=Lower("email")).filter(email_lower=normalize_email(email).lower())
+    return Subscriber.objects.annotate(email_lower=Lower("email")).filter(
+        email_lower=normalize_email(email).lower()
+    )
 
 
 def subscriber_ensure(*, email, name=""):
@@ -47,6 +49,7 @@ def subscriptions_unsubscribe(queryset):
 
 
 # --- Audience capture: signup, confirmation, leaving, rejoining --------------------------------
+
 
 class SignupOutcome:
     """What a signup did. The fan is told the same thing in every case (see the view)."""
@@ -125,8 +128,17 @@ def signup(*, newsletter, email, name="", source="", form="page", consent_text="
 
 
 _SUBSCRIPTION_COLUMNS = (
-    "newsletter", "status", "tier", "source", "created_at", "updated_at",
-    "consent_form", "consent_text", "consent_at", "consent_ip", "consent_user_agent",
+    "newsletter",
+    "status",
+    "tier",
+    "source",
+    "created_at",
+    "updated_at",
+    "consent_form",
+    "consent_text",
+    "consent_at",
+    "consent_ip",
+    "consent_user_agent",
 )
 _OWED_COLUMNS = ("kind", "status", "attempts", "due_at", "claim", "error", "created_at")
 _new_address_sql = None
@@ -181,8 +193,13 @@ def _signup_new_address(newsletter, email, name, source, consent, now):
         "error": "",
         "created_at": now,
     }
-    params = [email, name, now, *(subscription[name] for name in _SUBSCRIPTION_COLUMNS),
-              *(owed[name] for name in _OWED_COLUMNS)]
+    params = [
+        email,
+        name,
+        now,
+        *(subscription[name] for name in _SUBSCRIPTION_COLUMNS),
+        *(owed[name] for name in _OWED_COLUMNS),
+    ]
     with connection.cursor() as cursor:
         cursor.execute(_new_address_statement(), params)
         row = cursor.fetchone()
@@ -206,7 +223,9 @@ def _signup(newsletter, email, name, source, consent, now):
         owe_email(subscription_id, OwedEmail.Kind.CONFIRMATION)
         return subscription_id, SignupOutcome.NEW
 
-    subscription = Subscription.objects.select_for_update().get(subscriber_id=subscriber_id, newsletter=newsletter)
+    subscription = Subscription.objects.select_for_update().get(
+        subscriber_id=subscriber_id, newsletter=newsletter
+    )
     if subscription.status == Subscription.Status.ACTIVE:
         return subscription.id, SignupOutcome.ALREADY_ACTIVE
     if subscription.status in (Subscription.Status.BOUNCED, Subscription.Status.COMPLAINED):
@@ -262,7 +281,9 @@ def subscription_rejoin(*, subscription, consent_text, ip=None, user_agent=""):
     consent = _consent(form="preferences", consent_text=consent_text, ip=ip, user_agent=user_agent, now=now)
     changed = Subscription.objects.filter(
         id=subscription.id, status__in=[Subscription.Status.UNSUBSCRIBED, Subscription.Status.PENDING]
-    ).update(status=Subscription.Status.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now, **consent)
+    ).update(
+        status=Subscription.Status.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now, **consent
+    )
     return bool(changed)
 
 
@@ -303,9 +324,13 @@ def subscriber_data(subscriber):
                     "at": subscription.consent_at.isoformat() if subscription.consent_at else None,
                     "ip": subscription.consent_ip,
                     "user_agent": subscription.consent_user_agent,
-                    "confirmed_at": subscription.confirmed_at.isoformat() if subscription.confirmed_at else None,
+                    "confirmed_at": subscription.confirmed_at.isoformat()
+                    if subscription.confirmed_at
+                    else None,
                 },
-                "unsubscribed_at": subscription.unsubscribed_at.isoformat() if subscription.unsubscribed_at else None,
+                "unsubscribed_at": subscription.unsubscribed_at.isoformat()
+                if subscription.unsubscribed_at
+                else None,
             }
             for subscription in subscriber.subscriptions.select_related("newsletter").order_by("created_at")
         ],

@@ -23,7 +23,9 @@ def _subscription(purpose, token):
     subscription_id = read_token(purpose, token)
     if subscription_id is None:
         return None, None
-    subscription = Subscription.objects.select_related("newsletter", "subscriber").filter(id=subscription_id).first()
+    subscription = (
+        Subscription.objects.select_related("newsletter", "subscriber").filter(id=subscription_id).first()
+    )
     return subscription_id, subscription
 
 
@@ -54,12 +56,14 @@ def confirm(request, token):
         return _bad_link(request)
     newsletter = subscription.newsletter
     if request.method == "POST":
-        subscription, confirmed_now = services.subscription_confirm(subscription_id=subscription_id)
+        subscription, _confirmed_now = services.subscription_confirm(subscription_id=subscription_id)
         if subscription is None:
             return _bad_link(request)
     context = {
         "subscription": subscription,
-        "preferences_url": reverse("subscribers:preferences", args=[make_token("preferences", subscription.id)]),
+        "preferences_url": reverse(
+            "subscribers:preferences", args=[make_token("preferences", subscription.id)]
+        ),
     }
     return _page(request, "subscribers/confirm.html", context, newsletter=newsletter)
 
@@ -80,7 +84,9 @@ def unsubscribe(request, token):
         return _page(request, "subscribers/unsubscribed.html", {"subscription": None})
     context = {
         "subscription": subscription,
-        "preferences_url": reverse("subscribers:preferences", args=[make_token("preferences", subscription.id)]),
+        "preferences_url": reverse(
+            "subscribers:preferences", args=[make_token("preferences", subscription.id)]
+        ),
     }
     template = "subscribers/unsubscribed.html" if request.method == "POST" else "subscribers/unsubscribe.html"
     return _page(request, template, context, newsletter=subscription.newsletter)
@@ -105,15 +111,21 @@ def preferences(request, token):
         action = request.POST.get("action", "")
         target = next((s for s in subscriptions if str(s.id) == request.POST.get("subscription", "")), None)
         if action not in PREFERENCE_ACTIONS or (target is None and action != "export"):
-            return _page(request, "subscribers/preferences.html", _preferences_context(
-                subscriber, subscriptions, _("That did not work; please try again.")), status=400)
+            return _page(
+                request,
+                "subscribers/preferences.html",
+                _preferences_context(subscriber, subscriptions, _("That did not work; please try again.")),
+                status=400,
+            )
         if action == "leave":
             services.subscription_unsubscribe(subscription_id=target.id)
         elif action == "rejoin":
             with translation.override(target.newsletter.language):
                 consent = _("Rejoined %(name)s from the preference page.") % {"name": target.newsletter.name}
             services.subscription_rejoin(
-                subscription=target, consent_text=consent, ip=client_ip(request),
+                subscription=target,
+                consent_text=consent,
+                ip=client_ip(request),
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
             )
         else:
@@ -127,7 +139,9 @@ def preferences(request, token):
         "export": _("Your data is on its way to your inbox (at most one email an hour)."),
     }
     notice = notices.get(request.GET.get("done", ""), "")
-    return _page(request, "subscribers/preferences.html", _preferences_context(subscriber, subscriptions, notice))
+    return _page(
+        request, "subscribers/preferences.html", _preferences_context(subscriber, subscriptions, notice)
+    )
 
 
 def _preferences_context(subscriber, subscriptions, notice):

@@ -11,9 +11,22 @@ from .servers import ROOT, project_env
 def celery_beat(tmp_path, **env):
     log = open(tmp_path / "beat.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "ownedaudience", "beat", "--loglevel", "INFO",
-         "--schedule", str(tmp_path / "beat-schedule")],
-        cwd=ROOT, env=project_env(**env), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "ownedaudience",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(tmp_path / "beat-schedule"),
+        ],
+        cwd=ROOT,
+        env=project_env(**env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         yield process

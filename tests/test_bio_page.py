@@ -16,7 +16,9 @@ def news(make_creator):
     newsletter.description = "Weekly notes on <b>ceramics</b>."
     newsletter.avatar_url = "https://cdn.example/avatar.jpg"
     newsletter.save()
-    SocialLink.objects.create(newsletter=newsletter, label="TikTok", url="https://www.tiktok.com/@zine", position=1)
+    SocialLink.objects.create(
+        newsletter=newsletter, label="TikTok", url="https://www.tiktok.com/@zine", position=1
+    )
     newsletter.creator = creator
     return newsletter
 
@@ -33,17 +35,24 @@ def test_the_page_has_the_form_social_links_and_link_preview_tags(client, news):
     assert "Weekly notes on &lt;b&gt;ceramics&lt;/b&gt;." in html  # the creator's text, escaped
     assert 'href="https://www.tiktok.com/@zine"' in html
     # A plain form: works with JavaScript off.
-    assert '<form method="post" action="/zine/subscribe"' in html and 'type="email" id="signup-email" name="email"' in html
+    assert (
+        '<form method="post" action="/zine/subscribe"' in html
+        and 'type="email" id="signup-email" name="email"' in html
+    )
     assert "<script" not in html
     assert response["X-Frame-Options"] == "DENY"
 
 
 def test_only_sent_public_issues_are_listed_newest_first(client, news):
     now = timezone.now()
-    Issue.objects.create(newsletter=news, title="Older", slug="older", status="sent", sent_at=now - timezone.timedelta(days=7))
+    Issue.objects.create(
+        newsletter=news, title="Older", slug="older", status="sent", sent_at=now - timezone.timedelta(days=7)
+    )
     Issue.objects.create(newsletter=news, title="Newest", slug="newest", status="sent", sent_at=now)
     Issue.objects.create(newsletter=news, title="Draft idea", slug="draft", status="draft")
-    Issue.objects.create(newsletter=news, title="Members only", slug="hidden", status="sent", show_on_web=False, sent_at=now)
+    Issue.objects.create(
+        newsletter=news, title="Members only", slug="hidden", status="sent", show_on_web=False, sent_at=now
+    )
     html = client.get("/zine/").content.decode()
     assert html.index("Newest") < html.index("Older")
     assert 'href="/zine/issues/newest/"' in html

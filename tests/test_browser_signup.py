@@ -44,8 +44,13 @@ def gmail_one_click(url):
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     connection.request(
-        "POST", parts.path, body="List-Unsubscribe=One-Click",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Mozilla/5.0 (compatible; Google-Safety)"},
+        "POST",
+        parts.path,
+        body="List-Unsubscribe=One-Click",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "Mozilla/5.0 (compatible; Google-Safety)",
+        },
     )
     response = connection.getresponse()
     response.read()
@@ -60,13 +65,20 @@ def test_a_fan_subscribes_from_another_site_confirms_and_unsubscribes_in_one_cli
     news.welcome_subject = "Welcome to Zine"
     news.welcome_body = "Glad you are here. Reply any time."
     news.save()
-    env = {"DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL, "EMAIL_URL": smtp_sink.url,
-           "RATE_LIMIT_KEY_PREFIX": f"test-rl:{uuid.uuid4().hex}"}
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": settings.REDIS_URL,
+        "EMAIL_URL": smtp_sink.url,
+        "RATE_LIMIT_KEY_PREFIX": f"test-rl:{uuid.uuid4().hex}",
+    }
 
     worker_env = {"EMAIL_URL": smtp_sink.url, "RATE_LIMIT_KEY_PREFIX": env["RATE_LIMIT_KEY_PREFIX"]}
     # Beat runs beside the worker as in production: nudges are throttled, beat catches the rest.
-    with web_server(**env) as base, start_worker(queues="transactional", SITE_URL=base, **worker_env), \
-            celery_beat(tmp_path, **env, SITE_URL=base):
+    with (
+        web_server(**env) as base,
+        start_worker(queues="transactional", SITE_URL=base, **worker_env),
+        celery_beat(tmp_path, **env, SITE_URL=base),
+    ):
         with override_settings(SITE_URL=base):
             (site := tmp_path / "site").mkdir()
             (site / "index.html").write_text(
@@ -92,7 +104,9 @@ def test_a_fan_subscribes_from_another_site_confirms_and_unsubscribes_in_one_cli
 
             # 2. The confirmation email reaches the sink; a GET of its link (a scanner) confirms nothing.
             confirmation = mail_to(smtp_sink, "fan@example.com", "Confirm your subscription")
-            link = re.search(r"https?://\S+/confirm/\S+", confirmation.get_body(("plain",)).get_content()).group(0)
+            link = re.search(
+                r"https?://\S+/confirm/\S+", confirmation.get_body(("plain",)).get_content()
+            ).group(0)
             page.goto(link)
             assert Subscription.objects.get(subscriber__email="fan@example.com").status == "pending"
             page.click("text=Yes, subscribe me")
@@ -128,7 +142,11 @@ def test_a_fan_subscribes_from_another_site_confirms_and_unsubscribes_in_one_cli
             assert "Almost there" in frame.locator("#signup-done").inner_text()
             assert page.url.rstrip("/") == other_site
             framed = Subscription.objects.get(subscriber__email="framed.fan@example.com")
-            assert (framed.status, framed.consent_form, framed.source) == ("pending", "iframe", "pottery-blog-frame")
+            assert (framed.status, framed.consent_form, framed.source) == (
+                "pending",
+                "iframe",
+                "pottery-blog-frame",
+            )
             mail_to(smtp_sink, "framed.fan@example.com", "Confirm your subscription")
             phone.close()
             # The reads above ran inside Playwright's context and got a connection of their own.

@@ -1,11 +1,18 @@
 """Whatever a stranger posts to the public signup endpoint: never a 500, never an active subscription."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from subscribers.models import OwedEmail, Subscriber, Subscription
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.redis, pytest.mark.usefixtures("fresh_rate_limits")]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.usefixtures("fresh_rate_limits"),
+]
 
 NASTY = [
     "\r\nBcc: victim@example.com",
@@ -18,7 +25,7 @@ NASTY = [
     "\ud7ff\uffff",
     "=?utf-8?b?QmNjOiB4QGV4YW1wbGUuY29t?=",
     "<script>alert(1)</script>",
-    "\"quoted\"@example.com",
+    '"quoted"@example.com',
     "a" * 5000,
     "@",
     "..",
@@ -44,7 +51,9 @@ form_data = st.fixed_dictionaries(
     },
 )
 HYPOTHESIS = hypothesis_settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
@@ -95,13 +104,26 @@ def test_raw_bodies_of_any_shape_never_fail(client, news, body, content_type):
 
 
 def test_a_huge_body_and_a_lying_content_length_are_refused(client, news):
-    big = client.generic("POST", f"/{news.slug}/subscribe", b"email=" + b"a" * 3_000_000,
-                         content_type="application/x-www-form-urlencoded")
+    big = client.generic(
+        "POST",
+        f"/{news.slug}/subscribe",
+        b"email=" + b"a" * 3_000_000,
+        content_type="application/x-www-form-urlencoded",
+    )
     assert big.status_code == 413
-    lying = client.generic("POST", f"/{news.slug}/subscribe", b"email=a%40example.com",
-                           content_type="application/x-www-form-urlencoded", CONTENT_LENGTH="nonsense")
+    lying = client.generic(
+        "POST",
+        f"/{news.slug}/subscribe",
+        b"email=a%40example.com",
+        content_type="application/x-www-form-urlencoded",
+        CONTENT_LENGTH="nonsense",
+    )
     assert lying.status_code in ALLOWED_ANSWERS
     many = "&".join(f"f{i}=x" for i in range(1500)) + "&email=m%40example.com"
-    assert client.generic("POST", f"/{news.slug}/subscribe", many.encode(),
-                          content_type="application/x-www-form-urlencoded").status_code in ALLOWED_ANSWERS
+    assert (
+        client.generic(
+            "POST", f"/{news.slug}/subscribe", many.encode(), content_type="application/x-www-form-urlencoded"
+        ).status_code
+        in ALLOWED_ANSWERS
+    )
     assert_nothing_active()

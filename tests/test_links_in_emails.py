@@ -73,7 +73,11 @@ def test_a_confirmation_link_does_not_bring_back_someone_who_left(strict_client,
 def test_forged_or_mixed_up_tokens_are_refused(strict_client, news, subscribe, view):
     subscription = subscribe(news, "fan@example.com")
     other_purpose = "preferences" if view != "preferences" else "unsubscribe"
-    for token in ("garbage", make_token(other_purpose, subscription.id), make_token(view, subscription.id) + "x"):
+    for token in (
+        "garbage",
+        make_token(other_purpose, subscription.id),
+        make_token(view, subscription.id) + "x",
+    ):
         response = strict_client.get(reverse(f"subscribers:{view}", args=[token]))
         assert response.status_code == 404
         assert "This link does not work" in response.content.decode()
@@ -95,7 +99,9 @@ def test_one_click_unsubscribe_as_a_mail_provider_posts_it(strict_client, news, 
         post = lambda: strict_client.post(unsubscribe_path(active), {"List-Unsubscribe": "One-Click"})  # noqa: E731
     else:
         post = lambda: strict_client.post(  # noqa: E731
-            unsubscribe_path(active), "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+            unsubscribe_path(active),
+            "List-Unsubscribe=One-Click",
+            content_type="application/x-www-form-urlencoded",
         )
     first, again = post(), post()
     for response in (first, again):
@@ -110,7 +116,9 @@ def test_one_click_for_a_deleted_subscription_still_answers_200(strict_client, n
     active = subscribe(news, "fan@example.com")
     path = unsubscribe_path(active)
     active.delete()
-    response = strict_client.post(path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    response = strict_client.post(
+        path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 200
 
 

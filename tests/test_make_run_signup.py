@@ -24,11 +24,25 @@ def post(url, data):
 def test_make_run_takes_a_fan_from_the_demo_page_to_unsubscribed(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = project_env(VAR_DIR=tmp_path, DATABASE_URL="", REDIS_URL="", DEBUG="true", SECRET_KEY="",
-                      EMAIL_URL="outbox://", RUN_ADDRESS=f"127.0.0.1:{port}", SITE_URL=base)
+    env = project_env(
+        VAR_DIR=tmp_path,
+        DATABASE_URL="",
+        REDIS_URL="",
+        DEBUG="true",
+        SECRET_KEY="",
+        EMAIL_URL="outbox://",
+        RUN_ADDRESS=f"127.0.0.1:{port}",
+        SITE_URL=base,
+    )
     log = open(tmp_path / "run.log", "wb")
-    process = subprocess.Popen([sys.executable, "scripts/dev.py"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "scripts/dev.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:

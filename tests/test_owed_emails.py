@@ -8,7 +8,12 @@ from django.utils import timezone
 from subscribers import dispatch
 from subscribers.models import OwedEmail, Subscription
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.redis, pytest.mark.usefixtures("fresh_rate_limits")]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.usefixtures("fresh_rate_limits"),
+]
 
 
 @pytest.fixture
@@ -116,7 +121,9 @@ def test_lost_rows_are_recovered_without_sending_twice(client, news):
     long_ago = timezone.now() - timedelta(hours=1)
     first, second = OwedEmail.objects.order_by("id")
     OwedEmail.objects.filter(id=first.id).update(status="queued", queued_at=long_ago)  # the broker lost it
-    OwedEmail.objects.filter(id=second.id).update(status="sending", sending_at=long_ago)  # worker died mid-send
+    OwedEmail.objects.filter(id=second.id).update(
+        status="sending", sending_at=long_ago
+    )  # worker died mid-send
     assert dispatch.recover_stale() == (1, 1)
     first.refresh_from_db()
     second.refresh_from_db()
@@ -124,7 +131,9 @@ def test_lost_rows_are_recovered_without_sending_twice(client, news):
     assert second.status == "unknown" and "not resent" in second.error
 
 
-def test_welcome_email_carries_the_creators_words_and_one_click_headers(client, news, sink_mailer, eager_tasks):
+def test_welcome_email_carries_the_creators_words_and_one_click_headers(
+    client, news, sink_mailer, eager_tasks
+):
     from django.test import Client
     from django.urls import reverse
 
@@ -136,7 +145,9 @@ def test_welcome_email_carries_the_creators_words_and_one_click_headers(client, 
     subscription = sign_up(client, news, "ann@example.com")
     client.post(reverse("subscribers:confirm", args=[make_token("confirm", subscription.id)]))
     dispatch.dispatch_due()
-    welcome = next(m.message for m in sink_mailer.to("ann@example.com") if m.message["Subject"] == "Welcome to Zine!")
+    welcome = next(
+        m.message for m in sink_mailer.to("ann@example.com") if m.message["Subject"] == "Welcome to Zine!"
+    )
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = welcome["List-Unsubscribe"].strip("<>")
     html = welcome.get_body(("html",)).get_content()

@@ -19,21 +19,34 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pyt
 
 def post_signup(base, email):
     body = urllib.parse.urlencode({"email": email, "form": "page"}).encode()
-    request = urllib.request.Request(f"{base}/zine/subscribe", data=body, headers={"Accept": "application/json"})
+    request = urllib.request.Request(
+        f"{base}/zine/subscribe", data=body, headers={"Accept": "application/json"}
+    )
     started = time.monotonic()
     with urllib.request.urlopen(request, timeout=15) as response:
         return response.status, json.loads(response.read()), time.monotonic() - started
 
 
 def test_a_signup_while_redis_is_down_is_kept_and_confirmed_once_redis_is_back(
-    make_creator, database_url, smtp_sink, start_worker, own_redis, tmp_path  # noqa: F811
+    make_creator,
+    database_url,
+    smtp_sink,
+    start_worker,
+    own_redis,  # noqa: F811  (the fixture imported above)
+    tmp_path,
 ):
     make_creator("zine")
-    env = {"DATABASE_URL": database_url, "REDIS_URL": own_redis.url, "EMAIL_URL": smtp_sink.url,
-           "RATE_LIMIT_KEY_PREFIX": f"test-rl:{uuid.uuid4().hex}"}
-    with web_server(**env) as base, start_worker(
-        queues="transactional", redis_url=own_redis.url, EMAIL_URL=smtp_sink.url, SITE_URL=base
-    ), celery_beat(tmp_path, **env, SITE_URL=base):
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": own_redis.url,
+        "EMAIL_URL": smtp_sink.url,
+        "RATE_LIMIT_KEY_PREFIX": f"test-rl:{uuid.uuid4().hex}",
+    }
+    with (
+        web_server(**env) as base,
+        start_worker(queues="transactional", redis_url=own_redis.url, EMAIL_URL=smtp_sink.url, SITE_URL=base),
+        celery_beat(tmp_path, **env, SITE_URL=base),
+    ):
         # Up: the path works end to end.
         assert post_signup(base, "before@example.com")[0] == 200
         deadline = time.monotonic() + 30

@@ -1,12 +1,15 @@
 """Signing up from the link-in-bio page, a short link or an embed: what is stored and what the fan is told."""
 
-import json
-
 import pytest
 
 from subscribers.models import OwedEmail, SourceLink, Subscriber, Subscription
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.redis, pytest.mark.usefixtures("fresh_rate_limits")]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.usefixtures("fresh_rate_limits"),
+]
 
 PHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 
@@ -95,7 +98,9 @@ def test_source_comes_from_ref_utm_source_or_a_short_link(client, news):
 
 
 def test_the_honeypot_is_thanked_and_forgotten(client, news):
-    response = post(client, news, {"email": "bot@example.com", "website": "http://spam.example"}, json_answer=True)
+    response = post(
+        client, news, {"email": "bot@example.com", "website": "http://spam.example"}, json_answer=True
+    )
     assert response.json()["ok"] is True
     assert not Subscription.objects.exists() and not OwedEmail.objects.exists()
 
@@ -141,7 +146,9 @@ def test_an_oversized_post_is_refused_before_parsing(client, news):
 
 def test_a_flood_from_one_ip_is_throttled_while_another_ip_still_subscribes(client, news, settings):
     settings.SIGNUP_RATE_PER_IP = "5/600"
-    statuses = [post(client, news, {"email": f"f{i}@example.com"}, ip="198.51.100.9").status_code for i in range(8)]
+    statuses = [
+        post(client, news, {"email": f"f{i}@example.com"}, ip="198.51.100.9").status_code for i in range(8)
+    ]
     assert statuses == [200] * 5 + [429] * 3
     throttled = post(client, news, {"email": "f9@example.com"}, ip="198.51.100.9", json_answer=True)
     assert throttled.status_code == 429 and "Too many signups" in throttled.json()["message"]
@@ -153,14 +160,17 @@ def test_a_flood_from_one_ip_is_throttled_while_another_ip_still_subscribes(clie
 def test_ipv6_clients_are_limited_per_64(client, news, settings):
     settings.SIGNUP_RATE_PER_IP = "2/600"
     answers = [
-        post(client, news, {"email": f"v{i}@example.com"}, ip=f"2001:db8:1:2::{i + 1}").status_code for i in range(3)
+        post(client, news, {"email": f"v{i}@example.com"}, ip=f"2001:db8:1:2::{i + 1}").status_code
+        for i in range(3)
     ]
     assert answers == [200, 200, 429]
 
 
 def test_one_address_cannot_be_mail_bombed(client, news, settings):
     settings.SIGNUP_RATE_PER_ADDRESS = "2/3600"
-    answers = {post(client, news, {"email": "target@example.com"}, ip=f"192.0.2.{i}").content for i in range(5)}
+    answers = {
+        post(client, news, {"email": "target@example.com"}, ip=f"192.0.2.{i}").content for i in range(5)
+    }
     assert len(answers) == 1  # the same answer each time
     assert OwedEmail.objects.count() == 2
 

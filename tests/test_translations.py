@@ -38,6 +38,9 @@ def test_every_message_is_translated_and_compiled(catalog):
     assert untranslated == []
     with open(catalog / "django.mo", "rb") as compiled:
         translations = gettext.GNUTranslations(compiled)
-    stale = [entry["msgid"] for entry in entries if "%d" not in entry["msgid"]
-             and translations.gettext(entry["msgid"]) != entry["msgstr"]]
+    stale = [
+        entry["msgid"]
+        for entry in entries
+        if "%d" not in entry["msgid"] and translations.gettext(entry["msgid"]) != entry["msgstr"]
+    ]
     assert stale == [], "run `manage.py compilemessages` and commit the .mo files"

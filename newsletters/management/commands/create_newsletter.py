@@ -2,8 +2,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email, validate_slug
 
-from newsletters.slugs import validate_public_slug
 from newsletters.services import creator_ensure, creator_reset_password, newsletter_create
+from newsletters.slugs import validate_public_slug
 
 
 class Command(BaseCommand):
