@@ -199,3 +199,15 @@ def test_a_get_to_subscribe_goes_to_the_page(client, news):
 def test_an_unknown_newsletter_is_404(client):
     assert client.post("/nobody/subscribe", {"email": "a@example.com"}).status_code == 404
     assert client.get("/nobody/").status_code == 404
+
+
+def test_behind_a_proxy_the_client_is_the_last_forwarded_hop(client, news, settings):
+    settings.CLIENT_IP_FROM_FORWARDED_FOR = True
+    response = client.post(
+        f"/{news.slug}/subscribe",
+        {"email": "p@example.com"},
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.50",  # the first hop is whatever the client claimed
+    )
+    assert response.status_code == 200
+    assert Subscription.objects.get().consent_ip == "203.0.113.50"
