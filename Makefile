@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench-send clean
+.PHONY: install run test bench-send bench-signup clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || "$$(sh scripts/find-python)" -m venv $(VENV)
@@ -22,6 +22,9 @@ test: install
 # The send benchmark on PostgreSQL and Redis (see BENCHMARKS.md); N=100000 for one size.
 bench-send: install
 	$(PY) bench/send.py $(if $(N),--n $(N))
+# Signups/s on gunicorn + PostgreSQL + Redis; ends with one JSON line (see BENCHMARKS.md).
+bench-signup: install
+	$(PY) bench/signup.py
 
 clean:
 	rm -rf $(VENV) var

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -5,10 +6,12 @@ from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
 
 from ownedaudience.scoping import CreatorScopedAdmin
+from subscribers.models import SourceLink, Subscription
 
-from . import engine, rendering, selectors
+from . import embed, engine, rendering, selectors
 from .models import Delivery, Issue, Newsletter, OutboxMessage, SocialLink
 
 
@@ -18,15 +21,37 @@ class SocialLinkInline(admin.TabularInline):
     fields = ("label", "url", "position")
 
 
+class SourceLinkInline(admin.TabularInline):
+    model = SourceLink
+    extra = 1
+    fields = ("source", "code", "short_url", "visits")
+    readonly_fields = ("short_url", "visits")
+    verbose_name = "short link for a bio"
+    verbose_name_plural = "short links for bios (each signup through one is tagged with its source)"
+
+    @admin.display(description="paste this")
+    def short_url(self, obj):
+        if not obj.pk:
+            return "—"
+        return f"{settings.SITE_URL}/{obj.newsletter.slug}/r/{obj.code}"
+
+
+AUDIENCE_DISPLAY = ("public_page", "embed_forms", "signups_by_source")
+
+
 @admin.register(Newsletter)
 class NewsletterAdmin(CreatorScopedAdmin):
     owner_path = "owners"
     list_display = ("name", "slug", "language", "active_subscribers")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    inlines = [SocialLinkInline]
+    inlines = [SocialLinkInline, SourceLinkInline]
     fieldsets = [
         (None, {"fields": ("name", "slug", "description", "language")}),
+        ("Link-in-bio page", {"fields": ("public_page", "avatar_url", "consent_text")}),
+        ("Embed forms and growth", {"fields": ("embed_forms", "signups_by_source")}),
+        ("Welcome email, sent after a fan confirms", {"fields": ("welcome_subject", "welcome_body")}),
+        ("Signup defences", {"fields": ("blocked_domains",)}),
         ("Sender", {"fields": ("sender_name", "sender_email", "reply_to", "postal_address")}),
         ("Owners", {"fields": ("owners",)}),
     ]
@@ -42,7 +67,55 @@ class NewsletterAdmin(CreatorScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Only a superuser hands a newsletter to other logins.
-        return () if request.user.is_superuser else ("owners",)
+        return AUDIENCE_DISPLAY if request.user.is_superuser else AUDIENCE_DISPLAY + ("owners",)
+
+    @admin.display(description="public page")
+    def public_page(self, obj):
+        if not obj.pk:
+            return "—"
+        url = f"{settings.SITE_URL}/{obj.slug}/"
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a> (add <code>?ref=tiktok</code> '
+                           "or use a short link below to see where fans come from)", url, url)
+
+    @admin.display(description="embed forms")
+    def embed_forms(self, obj):
+        if not obj.pk:
+            return "—"
+        return format_html(
+            "<p>Plain HTML: works on any site, even with JavaScript off; the answer opens on this site.</p>"
+            '<textarea readonly rows="12" cols="90" style="font-family:monospace" '
+            'onclick="this.select()">{}</textarea>'
+            "<p>Frame: the answer shows inside the form, in place.</p>"
+            '<textarea readonly rows="3" cols="90" style="font-family:monospace" onclick="this.select()">{}</textarea>'
+            "<p>Your own JavaScript can also POST <code>email</code> to <code>{}</code> with "
+            "<code>Accept: application/json</code> and read <code>{{\"ok\": …, \"message\": …}}</code>.</p>",
+            embed.html_snippet(obj), embed.iframe_snippet(obj), f"{settings.SITE_URL}/{obj.slug}/subscribe",
+        )
+
+    @admin.display(description="signups by source")
+    def signups_by_source(self, obj):
+        if not obj.pk:
+            return "—"
+        rows = (
+            Subscription.objects.filter(newsletter=obj)
+            .values("source")
+            .annotate(
+                active=Count("id", filter=Q(status="active")),
+                pending=Count("id", filter=Q(status="pending")),
+                left=Count("id", filter=Q(status="unsubscribed")),
+            )
+            .order_by("-active", "source")[:50]
+        )
+        if not rows:
+            return "No signups yet."
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((row["source"] or "(direct)", row["active"], row["pending"], row["left"]) for row in rows),
+        )
+        return format_html(
+            "<table><thead><tr><th>source</th><th>active</th><th>waiting to confirm</th><th>left</th></tr>"
+            "</thead><tbody>{}</tbody></table>", body,
+        )
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .slugs import validate_public_slug
+
 
 class Newsletter(models.Model):
     """A publication: who sends it, to whom it belongs, how it looks."""
@@ -10,7 +12,10 @@ class Newsletter(models.Model):
         ENGLISH = "en", "English"
         VIETNAMESE = "vi", "Tiếng Việt"
 
-    slug = models.SlugField(max_length=60, unique=True)
+    slug = models.SlugField(
+        max_length=60, unique=True, validators=[validate_public_slug],
+        help_text=_("The page's address: /slug/. Words the site itself uses are reserved."),
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     sender_name = models.CharField(max_length=200, blank=True)
@@ -22,6 +27,22 @@ class Newsletter(models.Model):
     language = models.CharField(max_length=5, choices=Language.choices, default=Language.ENGLISH)
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="newsletters", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # The link-in-bio page and what a fan agrees to there.
+    avatar_url = models.URLField(max_length=500, blank=True, help_text=_("A square picture, shown on the page."))
+    consent_text = models.TextField(
+        blank=True,
+        help_text=_("Shown under the signup form and kept with each signup. Empty: a standard sentence."),
+    )
+    # Sent once a fan confirms, when both are filled in.
+    welcome_subject = models.CharField(max_length=200, blank=True)
+    welcome_body = models.TextField(
+        blank=True, help_text=_("Plain text; blank lines make paragraphs and links become clickable.")
+    )
+    blocked_domains = models.TextField(
+        blank=True,
+        help_text=_("Email domains that may not sign up, one per line (subdomains included)."),
+    )
 
     class Meta:
         ordering = ["name"]

@@ -22,6 +22,8 @@ CREATOR_PERMISSIONS = {
     "subscribers": {
         "subscriber": ("view",),
         "subscription": ("view", "add", "change", "delete"),
+        "sourcelink": ("view", "add", "change", "delete"),
+        "owedemail": ("view",),
     },
 }
 

@@ -94,6 +94,7 @@ else:
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
     # Shared by the web server, worker and beat of one machine.
@@ -108,6 +109,25 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
+# Confirmation, welcome and data emails jump the bulk queue; the dispatcher hands owed
+# emails (subscribers.OwedEmail, written with each signup) to workers every second.
+CELERY_TASK_ROUTES = {"subscribers.tasks.*": {"queue": "transactional"}}
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-owed-emails": {
+        "task": "subscribers.tasks.dispatch_owed_emails",
+        "schedule": 1.0,
+        "options": {"expires": 10},
+    },
+}
+
+# Signup defences for the public, CSRF-exempt endpoints: "COUNT/SECONDS" per client IP
+# (IPv6 by /64) and per address, counted in Redis (in-process without REDIS_URL).
+SIGNUP_RATE_PER_IP = envstr("SIGNUP_RATE_PER_IP", "100/600")
+SIGNUP_RATE_PER_ADDRESS = envstr("SIGNUP_RATE_PER_ADDRESS", "3/3600")
+SIGNUP_BLOCKED_DOMAINS = envlist("SIGNUP_BLOCKED_DOMAINS")
+RATE_LIMIT_KEY_PREFIX = envstr("RATE_LIMIT_KEY_PREFIX", "oa:rl")
+# Behind a proxy the client's address is the last hop it appended to X-Forwarded-For.
+CLIENT_IP_FROM_FORWARDED_FOR = envbool("BEHIND_TLS_PROXY", False)
 
 # Email: EMAIL_URL picks the transport; see ownedaudience/env.py for the forms.
 EMAIL_URL = envstr("EMAIL_URL", "outbox://")
@@ -151,13 +171,13 @@ SEND_RETRY_BASE_SECONDS = envfloat("SEND_RETRY_BASE_SECONDS", 30)
 SEND_RETRY_MAX_SECONDS = envfloat("SEND_RETRY_MAX_SECONDS", 3600)
 SEND_WATCHDOG_SECONDS = envfloat("SEND_WATCHDOG_SECONDS", 10)
 SEND_SCHEDULE_CHECK_SECONDS = envfloat("SEND_SCHEDULE_CHECK_SECONDS", 15)
-CELERY_TASK_ROUTES = {
-    "newsletters.tasks.send_batch": {"queue": "bulk"},
-}
-CELERY_BEAT_SCHEDULE = {
+CELERY_TASK_ROUTES["newsletters.tasks.send_batch"] = {"queue": "bulk"}
+CELERY_BEAT_SCHEDULE.update({
     "send-watchdog": {"task": "newsletters.tasks.send_watchdog", "schedule": SEND_WATCHDOG_SECONDS},
-    "send-scheduled-issues": {"task": "newsletters.tasks.send_scheduled_issues", "schedule": SEND_SCHEDULE_CHECK_SECONDS},
-}
+    "send-scheduled-issues": {
+        "task": "newsletters.tasks.send_scheduled_issues", "schedule": SEND_SCHEDULE_CHECK_SECONDS,
+    },
+})
 
 # Security: safe by default, stricter still when SITE_URL is https.
 SECURE_CONTENT_TYPE_NOSNIFF = True

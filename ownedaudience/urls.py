@@ -10,5 +10,8 @@ admin.site.index_title = "Your newsletters"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("", include("subscribers.urls")),
     path("", include("newsletters.urls")),
+    # Last: /<slug>/… matches any word, so every fixed route above must come first.
+    path("", include("newsletters.site_urls")),
 ]

@@ -14,7 +14,11 @@ os.environ.setdefault("DEBUG", "true")
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 ADDRESS = os.environ.get("RUN_ADDRESS", "127.0.0.1:8000")
 DEMO = ["create_newsletter", "demo", "--name", "Demo Newsletter", "--owner", "creator@example.com",
-        "--postal-address", "1 Demo Street, Example City", "--reset-password"]
+        "--postal-address", "1 Demo Street, Example City", "--reset-password",
+        "--description", "A newsletter to try ownedaudience with: subscribe, confirm from the dev outbox, unsubscribe.",
+        "--welcome-subject", "Welcome to the Demo Newsletter",
+        "--welcome-body", "Thanks for confirming! This is the welcome email a creator writes in the admin.\n\n"
+        "Every email from here on has a one-click unsubscribe link at the bottom."]
 
 
 def setup():
@@ -32,6 +36,7 @@ def serve():
     )
     web = subprocess.Popen(MANAGE + ["runserver", "--noreload", ADDRESS], cwd=ROOT)
     print(f"\nownedaudience is up: http://{ADDRESS}/admin/  (dev outbox: Admin → Dev outbox messages)")
+    print(f"The demo newsletter's page: http://{ADDRESS}/demo/")
     print("Ctrl-C stops the web server and the worker.\n", flush=True)
     try:
         while web.poll() is None and worker.poll() is None:
@@ -52,8 +57,15 @@ def serve():
                 process.kill()
 
 
+def make_var_dirs():
+    """The SQLite file, the file broker's folders (kombu does not make them) and the beat schedule."""
+    var = Path(os.environ.get("VAR_DIR") or ROOT / "var")
+    for folder in (var, var / "broker" / "queue", var / "broker" / "processed", ROOT / "var"):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 if __name__ == "__main__":
-    (ROOT / "var").mkdir(exist_ok=True)
+    make_var_dirs()
     setup()
     if "--setup-only" not in sys.argv:
         serve()

@@ -5,7 +5,7 @@ from django.utils.translation import ngettext
 from ownedaudience.scoping import CreatorScopedAdmin
 
 from . import services
-from .models import Subscriber, Subscription
+from .models import OwedEmail, Subscriber, Subscription
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -104,3 +104,21 @@ class SubscriptionAdmin(CreatorScopedAdmin):
             ngettext("%d subscription unsubscribed.", "%d subscriptions unsubscribed.", changed) % changed,
             messages.SUCCESS,
         )
+
+
+@admin.register(OwedEmail)
+class OwedEmailAdmin(CreatorScopedAdmin):
+    """The transactional outbox, to see that confirmations and welcomes went out."""
+
+    owner_path = "subscription__newsletter__owners"
+    list_display = ("subscription", "kind", "status", "attempts", "created_at", "sent_at")
+    list_filter = ("status", "kind")
+    search_fields = ("subscription__subscriber__email",)
+    list_select_related = ("subscription__subscriber", "subscription__newsletter")
+    raw_id_fields = ("subscription",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

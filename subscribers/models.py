@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -95,3 +96,80 @@ class Suppression(models.Model):
 
     def __str__(self):
         return self.email
+class SourceLink(models.Model):
+    """A short address a creator pastes into one bio (/<slug>/r/<code>); signups through it carry its source."""
+
+    newsletter = models.ForeignKey("newsletters.Newsletter", on_delete=models.CASCADE, related_name="source_links")
+    source = models.CharField(
+        max_length=100, help_text=_("Stored on each subscription made through this link, e.g. tiktok.")
+    )
+    code = models.SlugField(max_length=40, help_text=_("The end of the short address: /slug/r/code."))
+    visits = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["newsletter", "code"], name="sourcelink_code_unique")]
+        ordering = ["newsletter", "code"]
+
+    def __str__(self):
+        return f"/{self.newsletter.slug}/r/{self.code}"
+
+
+class OwedEmailKind(models.TextChoices):
+    CONFIRMATION = "confirmation", _("Confirmation")
+    WELCOME = "welcome", _("Welcome")
+    DATA_EXPORT = "data_export", _("Data export")
+
+
+class OwedEmailStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    QUEUED = "queued", _("Handed to a worker")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    SKIPPED = "skipped", _("Skipped (no longer needed)")
+    FAILED = "failed", _("Failed")
+    UNKNOWN = "unknown", _("Unknown (worker lost mid-send)")
+
+
+class OwedEmail(models.Model):
+    """The transactional outbox: an email a write owes, recorded in that write's transaction.
+
+    The dispatcher hands pending rows to Celery; the sender claims each row before it sends,
+    so a duplicated task finds nothing to do.
+    """
+
+    Kind = OwedEmailKind
+    Status = OwedEmailStatus
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="owed_emails")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    due_at = models.DateTimeField(default=timezone.now)
+    claim = models.CharField(max_length=32, blank=True, editable=False)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=OwedEmailKind.values), name="owedemail_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=OwedEmailStatus.values), name="owedemail_status_valid"
+            ),
+        ]
+        indexes = [
+            # The dispatcher's scan: only unfinished rows, so it stays small however many were sent.
+            models.Index(
+                fields=["status", "due_at"],
+                name="owedemail_unfinished_idx",
+                condition=models.Q(status__in=["pending", "queued", "sending"]),
+            ),
+        ]
+        ordering = ["-id"]
+        verbose_name = _("owed email")
+
+    def __str__(self):
+        return f"{self.get_kind_display()} → {self.subscription}"

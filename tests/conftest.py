@@ -126,3 +126,16 @@ def ready_issue(make_creator, subscribe):
         return issue, subscriptions
 
     return make
+
+
+@pytest.fixture
+def fresh_rate_limits(settings):
+    """Rate-limit counters of this test only (a key prefix of its own; nothing is flushed)."""
+    import uuid
+
+    from subscribers import throttle
+
+    settings.RATE_LIMIT_KEY_PREFIX = f"test-rl:{uuid.uuid4().hex}"
+    throttle.reset_counters()
+    yield settings
+    throttle.reset_counters()

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email, validate_slug
 
 from newsletters.services import creator_ensure, creator_reset_password, newsletter_create
+from newsletters.slugs import validate_public_slug
 
 
 class Command(BaseCommand):
@@ -15,15 +16,20 @@ class Command(BaseCommand):
         parser.add_argument("--language", default="en", choices=["en", "vi"])
         parser.add_argument("--sender-email", default="")
         parser.add_argument("--postal-address", default="")
+        parser.add_argument("--description", default="", help="Shown on the newsletter's public page.")
+        parser.add_argument("--welcome-subject", default="", help="With --welcome-body: sent after a fan confirms.")
+        parser.add_argument("--welcome-body", default="")
         parser.add_argument(
             "--reset-password",
             action="store_true",
             help="Give the owner a new random password and print it (also done when the login is new).",
         )
 
-    def handle(self, *args, slug, name, owner, language, sender_email, postal_address, reset_password, **kw):
+    def handle(self, *args, slug, name, owner, language, sender_email, postal_address, reset_password,
+               description="", welcome_subject="", welcome_body="", **kw):
         try:
             validate_slug(slug)
+            validate_public_slug(slug)
             validate_email(owner)
             if sender_email:
                 validate_email(sender_email)
@@ -40,6 +46,9 @@ class Command(BaseCommand):
             sender_email=sender_email or owner,
             sender_name=name,
             postal_address=postal_address,
+            description=description,
+            welcome_subject=welcome_subject,
+            welcome_body=welcome_body,
         )
         verb = "Created" if created else "Found"
         self.stdout.write(f"{verb} newsletter '{newsletter.slug}' ({newsletter.name}), owned by {user.username}.")

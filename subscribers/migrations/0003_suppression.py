@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('subscribers', '0001_initial'),
+        ('subscribers', '0002_sourcelink_owedemail'),
     ]
 
     operations = [

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletters', '0002_initial'),
-        ('subscribers', '0002_send_engine'),
+        ('newsletters', '0003_newsletter_audience_fields'),
+        ('subscribers', '0003_suppression'),
     ]
 
     operations = [

@@ -1,0 +1,31 @@
+"""The copy-paste forms a creator puts on other sites, as the admin shows them."""
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.html import escape
+
+from .site import consent_text_for
+
+
+def html_snippet(newsletter, source="embed"):
+    """A plain HTML form: works from any origin with JavaScript off; the answer opens on our site."""
+    with translation.override(newsletter.language):
+        return render_to_string(
+            "newsletters/site/snippet.html",
+            {
+                "newsletter": newsletter,
+                "action": f"{settings.SITE_URL}/{newsletter.slug}/subscribe",
+                "source": source,
+                "consent_text": consent_text_for(newsletter),
+            },
+        ).strip()
+
+
+def iframe_snippet(newsletter, source="embed"):
+    """The framed form: the answer (and its errors) show inside the frame, in place."""
+    src = f"{settings.SITE_URL}/{newsletter.slug}/embed?ref={source}"
+    return (
+        f'<iframe src="{escape(src)}" title="{escape(newsletter.name)}" loading="lazy" '
+        f'style="border:0;width:100%;max-width:32rem;height:320px"></iframe>'
+    )

@@ -1,0 +1,204 @@
+"""The transactional outbox: hand owed emails to Celery, and send them exactly once.
+
+A signup writes its OwedEmail row in its own transaction and never waits for the broker.
+`dispatch_due` (Celery beat, every second, plus a throttled nudge after each commit) claims
+due rows pending -> queued and publishes their ids; `send_owed` claims each row queued ->
+sending before building and sending it, so a duplicated or redelivered task finds nothing.
+"""
+
+import logging
+import smtplib
+import time
+import uuid
+from datetime import timedelta
+
+from django.core.mail import mailers
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import OwedEmail
+
+log = logging.getLogger(__name__)
+
+CLAIM_SIZE = 500  # rows claimed per dispatch round
+TASK_SIZE = 20  # emails per send task: short tasks, one SMTP connection each
+MAX_ROUNDS = 20  # a backlog drains over several beats rather than in one long task
+QUEUED_LEASE = timedelta(minutes=10)  # published but never picked up: the broker lost it
+SENDING_LEASE = timedelta(minutes=10)  # claimed by a worker that then died mid-send
+MAX_ATTEMPTS = 8
+NUDGE_INTERVAL = 0.5  # seconds between two nudges from one web process
+NUDGE_PAUSE_AFTER_FAILURE = 5.0
+
+Status = OwedEmail.Status
+
+
+def retry_delay(attempts):
+    """30 s, 1 min, 2 min, … capped at an hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def recover_stale(now=None):
+    """Queued rows the broker lost go back to pending; rows a dead worker held become unknown."""
+    now = now or timezone.now()
+    requeued = OwedEmail.objects.filter(status=Status.QUEUED, queued_at__lt=now - QUEUED_LEASE).update(
+        status=Status.PENDING, claim=""
+    )
+    # Resending could deliver twice, so the creator sees these instead (the fan can sign up again).
+    lost = OwedEmail.objects.filter(status=Status.SENDING, sending_at__lt=now - SENDING_LEASE).update(
+        status=Status.UNKNOWN, error="The worker stopped while sending; not resent automatically."
+    )
+    return requeued, lost
+
+
+def claim_due(limit=CLAIM_SIZE, now=None):
+    """Mark up to `limit` due pending rows queued; returns their ids. Safe with several dispatchers."""
+    now = now or timezone.now()
+    claim = uuid.uuid4().hex
+    with transaction.atomic():
+        due = (
+            OwedEmail.objects.select_for_update(
+                skip_locked=connection.features.has_select_for_update_skip_locked
+            )
+            .filter(status=Status.PENDING, due_at__lte=now)
+            .order_by("due_at", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        ids = list(due)
+        if not ids:
+            return []
+        OwedEmail.objects.filter(id__in=ids, status=Status.PENDING).update(
+            status=Status.QUEUED, claim=claim, queued_at=now
+        )
+    # By primary key: the rows this call claimed (another dispatcher may have taken some).
+    return list(OwedEmail.objects.filter(id__in=ids, claim=claim).order_by("id").values_list("id", flat=True))
+
+
+def dispatch_due():
+    """Publish every due owed email to the transactional queue. Returns how many were handed over."""
+    from .tasks import send_owed_emails
+
+    recover_stale()
+    handed = 0
+    for _round in range(MAX_ROUNDS):
+        ids = claim_due()
+        for start in range(0, len(ids), TASK_SIZE):
+            chunk = ids[start : start + TASK_SIZE]
+            try:
+                send_owed_emails.apply_async(args=[chunk], retry=False)
+            except Exception:
+                # Not handed over: put them back for the next round rather than wait for the lease.
+                OwedEmail.objects.filter(id__in=ids[start:], status=Status.QUEUED).update(
+                    status=Status.PENDING, claim=""
+                )
+                log.exception("could not publish owed emails; %d left pending", len(ids) - start)
+                return handed
+            handed += len(chunk)
+        if len(ids) < CLAIM_SIZE:
+            break
+    return handed
+
+
+_is_transient_smtp = (
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def _is_transient(error):
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code < 500 for code, _ in error.recipients.values())
+    if isinstance(error, smtplib.SMTPResponseException):
+        return error.smtp_code < 500
+    return isinstance(error, _is_transient_smtp)
+
+
+def send_owed(ids):
+    """Send the owed emails `ids` that are still queued; they are claimed first, so none goes twice.
+
+    One claim and one "sent" update per task rather than per email: each write is a commit
+    (a WAL flush), and signups waiting on the same disk feel every one of them. A row left in
+    `sending` (worker killed between the send and the update) is never resent on its own.
+    """
+    from .emails import build_owed_email
+
+    claim = uuid.uuid4().hex
+    now = timezone.now()
+    OwedEmail.objects.filter(id__in=ids, status=Status.QUEUED).update(
+        status=Status.SENDING, sending_at=now, attempts=F("attempts") + 1, claim=claim
+    )
+    claimed = list(
+        OwedEmail.objects.filter(id__in=ids, claim=claim, status=Status.SENDING)
+        .select_related("subscription__newsletter", "subscription__subscriber")
+        .order_by("id")
+    )
+    if not claimed:
+        return 0  # a duplicated or redelivered task: someone else has them
+    sent, skipped = [], []
+    connection_ = mailers["transactional"]
+    try:
+        for owed in claimed:
+            message = build_owed_email(owed)
+            if message is None:
+                skipped.append(owed.id)
+                continue
+            try:
+                connection_.send_messages([message])
+            except Exception as error:
+                _record_failure(owed, error)
+                connection_.close()  # a broken SMTP session must not poison the next message
+                continue
+            sent.append(owed.id)
+    finally:
+        connection_.close()
+        finished = timezone.now()
+        if sent:
+            OwedEmail.objects.filter(id__in=sent, status=Status.SENDING).update(
+                status=Status.SENT, sent_at=finished, error=""
+            )
+        if skipped:
+            OwedEmail.objects.filter(id__in=skipped, status=Status.SENDING).update(
+                status=Status.SKIPPED, sent_at=finished
+            )
+    return len(sent)
+
+
+def _record_failure(owed, error):
+    reason = f"{type(error).__name__}: {error}"[:2000]
+    if _is_transient(error) and owed.attempts < MAX_ATTEMPTS:
+        log.warning("owed email %s deferred (attempt %s): %s", owed.id, owed.attempts, reason)
+        OwedEmail.objects.filter(id=owed.id, status=Status.SENDING).update(
+            status=Status.PENDING, claim="", due_at=timezone.now() + retry_delay(owed.attempts), error=reason
+        )
+    else:
+        log.error("owed email %s failed: %s", owed.id, reason)
+        OwedEmail.objects.filter(id=owed.id, status=Status.SENDING).update(status=Status.FAILED, error=reason)
+
+
+# --- the nudge: a best-effort shortcut past the beat's one-second tick ---------------------
+
+_last_nudge = 0.0
+_nudges_paused_until = 0.0
+
+
+def nudge():
+    """Ask a worker to dispatch now. Never raises; skipped if one was sent a moment ago or the broker is away."""
+    global _last_nudge, _nudges_paused_until
+    now = time.monotonic()
+    if now - _last_nudge < NUDGE_INTERVAL or now < _nudges_paused_until:
+        return
+    _last_nudge = now
+    try:
+        from .tasks import dispatch_owed_emails
+
+        dispatch_owed_emails.apply_async(retry=False, expires=30)
+    except Exception as error:
+        _nudges_paused_until = time.monotonic() + NUDGE_PAUSE_AFTER_FAILURE
+        log.warning("dispatch nudge skipped, the beat will pick the email up: %s", error)
+
+
+def nudge_after_commit():
+    transaction.on_commit(nudge)

@@ -1,0 +1,129 @@
+"""The emails the audience side sends: confirmation, welcome, and a fan's own data.
+
+Nothing a fan typed goes into them: the address is only the envelope recipient, and the
+words are the installation's or the creator's. Each is built in the newsletter's language,
+with a plain-text and an HTML part and the X-Newsletter header the dev outbox files it by.
+"""
+
+import json
+from email.utils import formataddr
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.defaultfilters import linebreaks_filter, urlize
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import translation
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+
+from .models import OwedEmail, Subscription
+from .tokens import make_token
+
+# Named in newsletters.outbox as well; the dev outbox shows a creator the mail carrying their slug.
+NEWSLETTER_HEADER = "X-Newsletter"
+
+
+def absolute(view_name, token):
+    return settings.SITE_URL + reverse(view_name, args=[token])
+
+
+def unsubscribe_url(subscription_id):
+    return absolute("subscribers:unsubscribe", make_token("unsubscribe", subscription_id))
+
+
+def preferences_url(subscription_id):
+    return absolute("subscribers:preferences", make_token("preferences", subscription_id))
+
+
+def confirm_url(subscription_id):
+    return absolute("subscribers:confirm", make_token("confirm", subscription_id))
+
+
+def sender_of(newsletter):
+    return formataddr(
+        (newsletter.sender_name or newsletter.name, newsletter.sender_email or settings.DEFAULT_FROM_EMAIL)
+    )
+
+
+def _message(subscription, *, subject, template, context, headers=None):
+    newsletter = subscription.newsletter
+    context = {"newsletter": newsletter, "site_url": settings.SITE_URL, **context}
+    text = render_to_string(f"subscribers/email/{template}.txt", context)
+    html = render_to_string(f"subscribers/email/{template}.html", context)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=sender_of(newsletter),
+        to=[subscription.subscriber.email],
+        reply_to=[newsletter.reply_to] if newsletter.reply_to else None,
+        headers={NEWSLETTER_HEADER: newsletter.slug, **(headers or {})},
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def build_confirmation(subscription):
+    return _message(
+        subscription,
+        subject=_("Confirm your subscription to %(name)s") % {"name": subscription.newsletter.name},
+        template="confirmation",
+        context={"confirm_url": confirm_url(subscription.id)},
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+
+
+def build_welcome(subscription):
+    newsletter = subscription.newsletter
+    unsubscribe = unsubscribe_url(subscription.id)
+    body_html = mark_safe(linebreaks_filter(urlize(escape(newsletter.welcome_body), autoescape=True)))
+    return _message(
+        subscription,
+        subject=newsletter.welcome_subject,
+        template="welcome",
+        context={
+            "body_text": newsletter.welcome_body,
+            "body_html": body_html,
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences_url(subscription.id),
+        },
+        # RFC 8058: mail providers show an Unsubscribe button that POSTs here.
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+
+
+def build_data_export(subscription):
+    from .services import subscriber_data
+
+    data = subscriber_data(subscription.subscriber)
+    message = _message(
+        subscription,
+        subject=_("Your data at %(name)s") % {"name": subscription.newsletter.name},
+        template="data_export",
+        context={"preferences_url": preferences_url(subscription.id), "count": len(data["subscriptions"])},
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    message.attach("my-data.json", json.dumps(data, indent=2, ensure_ascii=False), "application/json")
+    return message
+
+
+def build_owed_email(owed):
+    """The message an OwedEmail stands for, or None when it is no longer wanted."""
+    subscription = owed.subscription
+    with translation.override(subscription.newsletter.language):
+        if owed.kind == OwedEmail.Kind.CONFIRMATION:
+            if subscription.status != Subscription.Status.PENDING:
+                return None  # confirmed (or gone) since it was owed
+            return build_confirmation(subscription)
+        if owed.kind == OwedEmail.Kind.WELCOME:
+            newsletter = subscription.newsletter
+            if subscription.status != Subscription.Status.ACTIVE or not newsletter.welcome_subject.strip():
+                return None
+            return build_welcome(subscription)
+        if owed.kind == OwedEmail.Kind.DATA_EXPORT:
+            return build_data_export(subscription)
+    return None
