@@ -156,3 +156,33 @@ def test_a_scheduled_issue_goes_out_on_time(ready_issue, smtp_sink, start_worker
     issue.refresh_from_db()
     assert issue.send_started_at >= when
     assert len(smtp_sink.messages) == 3
+
+
+@pytest.mark.usefixtures("fresh_rate_limits")
+@pytest.mark.parametrize("topology, limit", [("own worker", 3), ("one shared worker", 8)])
+def test_a_confirmation_arrives_within_seconds_while_a_large_send_runs(
+    ready_issue, smtp_sink, start_worker, topology, limit
+):
+    """As docker-compose runs it, the transactional queue has a worker of its own. Even with one
+    worker process for every queue (make run), bulk batches stay short, so a confirmation waits
+    only for a few of them."""
+    import contextlib
+
+    from subscribers.services import signup
+
+    issue, _ = ready_issue(n=3000)
+    env = dict(FAST, EMAIL_URL=smtp_sink.url, SEND_RATE=150, SEND_WINDOW=10, SEND_CHAINS=4)
+    with contextlib.ExitStack() as workers:
+        if topology == "own worker":
+            workers.enter_context(start_worker(name="bulk", queues="bulk,default", beat=True, **env))
+            workers.enter_context(start_worker(name="transactional", queues="transactional", **env))
+        else:
+            workers.enter_context(start_worker(name="shared", beat=True, **env))
+        engine.start_send(issue.pk)
+        wait_until(lambda: len(smtp_sink.messages) >= 300, 60, "the send never got going")
+        signed_up = time.monotonic()
+        signup(newsletter=issue.newsletter, email="new.fan@example.com", form="page", ip="203.0.113.9")
+        wait_until(lambda: smtp_sink.to("new.fan@example.com"), 20, "no confirmation within 20 s")
+        waited = time.monotonic() - signed_up
+        assert issue_status(issue) == Issue.Status.SENDING  # the big send was still going
+    assert waited < limit, waited
