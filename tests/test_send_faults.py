@@ -1,6 +1,5 @@
 """The send engine under faults, with real worker processes, Redis, PostgreSQL and an SMTP sink."""
 
-import os
 import signal
 import subprocess
 import time
