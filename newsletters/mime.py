@@ -21,8 +21,8 @@ from django.conf import settings
 from subscribers.tokens import make_token
 
 from .outbox import NEWSLETTER_HEADER
-from .transports import Outgoing
 from .rendering import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL
+from .transports import Outgoing
 
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 PLACEHOLDERS = re.compile(f"({re.escape(NAME)}|{re.escape(UNSUBSCRIBE_URL)}|{re.escape(PREFERENCES_URL)})")

@@ -2,7 +2,6 @@
 
 from django.core.mail.backends.base import BaseEmailBackend
 
-
 # Every message built for a newsletter names it here, so its creator can find it.
 NEWSLETTER_HEADER = "X-Newsletter"
 
