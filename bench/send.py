@@ -175,13 +175,11 @@ def snapshot_issue(newsletter, slug):
     return issue, count, seconds
 
 
-def run(n, concurrency, chains, django_newsletter_n, skip_django_newsletter):
+def run(n, concurrency, chains, django_newsletter_n, skip_django_newsletter, engine_only=False):
     import django
 
     fresh_database()
     django.setup()
-    from sink import delivered, newsletter_message, raw_capacity, smtp_sink
-
     from newsletters.engine import prepared
     from newsletters.mime import Recipient
 
@@ -192,6 +190,11 @@ def run(n, concurrency, chains, django_newsletter_n, skip_django_newsletter):
     log(f"[n={n}] snapshot {snapshot_s:.2f}s; engine run (discard transport)")
     engine_s, engine_rss, statuses = timed_send(issue, "discard://", concurrency, chains)
     assert statuses == {"sent": n}, statuses
+    if engine_only:
+        return {"bench": "send", "n": n, "snapshot_s": round(snapshot_s, 2),
+                "engine_msgs_per_s": round(n / engine_s), "worker_peak_rss_mb": round(engine_rss, 1)}
+
+    from sink import delivered, raw_capacity, smtp_sink
 
     smtp_issue, _, _ = snapshot_issue(newsletter, "smtp")
     with smtp_sink() as port:
@@ -200,11 +203,12 @@ def run(n, concurrency, chains, django_newsletter_n, skip_django_newsletter):
         assert statuses == {"sent": n}, statuses
         got = delivered(port)
         assert got == n, f"the sink counted {got} of {n}"
-        size = len(prepared(smtp_issue.pk, "free").build(Recipient(1, "fan1@bench.example", "Fan 1", 1)).raw)
+        # The raw loops send one of the engine's own messages, byte for byte.
+        sample = prepared(smtp_issue.pk, "free").build(Recipient(1, "fan1@bench.example", "Fan 1", 1)).raw
+        size = len(sample)
         raw_messages = min(n, 50_000)
         log(f"[n={n}] raw sink capacity, {concurrency} connections, {raw_messages} messages of {size} bytes")
-        raw = raw_capacity(port, connections=concurrency, messages=raw_messages,
-                           message=newsletter_message(target_size=size))
+        raw = raw_capacity(port, connections=concurrency, messages=raw_messages, message_bytes=sample)
 
     dn = None
     if not skip_django_newsletter:
@@ -243,7 +247,7 @@ def main():
     args = parser.parse_args()
     for n in args.n:
         result = run(n, args.concurrency, args.chains or args.concurrency + 2, min(n, args.django_newsletter_n),
-                     args.skip_django_newsletter)
+                     args.skip_django_newsletter, args.engine_only)
         print(json.dumps(result), flush=True)
 
 
