@@ -151,7 +151,10 @@ def ensure_venv(preferred_python: str | None) -> Path:
     with open(VENV.parent / ".dn-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         python = venv_python()
-        if marker.is_file() and marker.read_text().strip() == stamp and _version_of(str(python)):
+        current = (
+            _version_of(str(python)) if marker.is_file() and marker.read_text().strip() == stamp else None
+        )
+        if current and (not preferred_python or _version_of(preferred_python) == current):
             return python
         interpreter = find_python(preferred_python)
         log(f"creating {VENV.relative_to(REPO_DIR)} with {interpreter}")
