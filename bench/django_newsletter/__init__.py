@@ -1,0 +1,1 @@
+"""The django-newsletter baseline: see run.py."""
