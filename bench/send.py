@@ -26,8 +26,8 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 DB_NAME = os.environ.get("BENCH_DB", "oa_bench_send")
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
-BODY = "\n\n".join(
-    f"## Part {i}\n\nHello {{{{ name }}}}, this is paragraph {i} of the weekly letter, with **bold** words, "
+BODY = "Hello {{ name }},\n\n" + "\n\n".join(
+    f"## Part {i}\n\nThis is paragraph {i} of the weekly letter, with **bold** words, "
     "a [link to the archive](https://example.org/archive) and enough prose to look like a real issue. " * 4
     for i in range(1, 9)
 )

@@ -228,12 +228,43 @@ def recipients(issue, token, ids):
     return keep
 
 
-def hand_over(token, ids):
-    """Mark a window as handed to the transport; returns the ids that are still this claim's."""
+def hand_over(token, ids, sent=()):
+    """Mark a window as handed to the transport; returns the ids that are still this claim's.
+
+    `sent` holds the previous window's (id, provider id) pairs: on PostgreSQL both writes go in
+    one statement, one round trip per window instead of two.
+    """
+    if sent and connection.vendor == "postgresql":
+        return _mark_sent_and_hand_over(token, ids, sent)
+    if sent:
+        mark_sent(token, sent, timezone.now())
     moved = Delivery.objects.filter(id__in=ids, claim_token=token, status=S.CLAIMED).update(status=S.SENDING)
     if moved == len(ids):
         return set(ids)
     return set(Delivery.objects.filter(id__in=ids, claim_token=token, status=S.SENDING).values_list("id", flat=True))
+
+
+def _sent_values(sent):
+    return ", ".join(["(%s::bigint, %s)"] * len(sent)), [value for pair in sent for value in pair]
+
+
+def _mark_sent_and_hand_over(token, ids, sent):
+    table = Delivery._meta.db_table
+    values, params = _sent_values(sent)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH v(id, mid) AS (VALUES {values}),
+                done AS (
+                    UPDATE {table} d SET status = 'sent', message_id = v.mid, sent_at = %s, error = '',
+                        lease_until = NULL
+                    FROM v WHERE d.id = v.id AND d.claim_token = %s AND d.status IN ('sending', 'unknown')
+                    RETURNING d.id)
+                UPDATE {table} SET status = 'sending'
+                WHERE id = ANY(%s) AND claim_token = %s AND status = 'claimed'
+                RETURNING id""",
+            [*params, timezone.now(), token, list(ids), token],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def retry_delay(attempts):
@@ -241,11 +272,14 @@ def retry_delay(attempts):
     return min(settings.SEND_RETRY_MAX_SECONDS, base) * random.uniform(0.8, 1.2)
 
 
-def record(token, results, attempts_by_id):
-    """Write what the transport said, only on rows still under this claim."""
+def record(token, results, attempts_by_id, *, defer_sent=False):
+    """Write what the transport said, only on rows still under this claim.
+
+    With defer_sent the sent rows are returned instead, for the next hand_over to write.
+    """
     now = timezone.now()
     sent = [(r.delivery_id, r.provider_id[:300]) for r in results if r.outcome == SENT]
-    if sent:
+    if sent and not defer_sent:
         mark_sent(token, sent, now)
     by_outcome = defaultdict(list)
     for result in results:
@@ -266,13 +300,14 @@ def record(token, results, attempts_by_id):
             rows.update(status=S.FAILED, error=error, lease_until=None)
         elif outcome == UNKNOWN:
             rows.update(status=S.UNKNOWN, error=error, lease_until=None)
+    return sent if defer_sent else []
 
 
 def mark_sent(token, sent, now):
     """Many rows to sent, each with its own provider id, in one statement."""
     table = Delivery._meta.db_table
-    values = ", ".join(["(%s, %s)"] * len(sent))
-    params = [value for pair in sent for value in pair]
+    values, params = _sent_values(sent) if connection.vendor == "postgresql" else (
+        ", ".join(["(%s, %s)"] * len(sent)), [value for pair in sent for value in pair])
     with connection.cursor() as cursor:
         cursor.execute(
             f"""WITH v(id, mid) AS (VALUES {values})
@@ -306,13 +341,21 @@ def send_next_batch(issue_id, worker="worker"):
         attempts = dict(Delivery.objects.filter(id__in=ids).values_list("id", "attempts"))
         batch = recipients(issue, token, ids)
         date = format_datetime_now()
+        sent = []  # the last window's sent rows, written together with the next hand-over
         for start in range(0, len(batch), transport.window):
             window = batch[start:start + transport.window]
-            ratelimit.wait_for_tokens(transport, len(window))
-            mine = hand_over(token, [recipient.delivery_id for _, recipient in window])
+            wait = ratelimit.reserve(transport, len(window))
+            if wait > 0:
+                if sent:  # written now, not left as "sending" while we wait
+                    mark_sent(token, sent, timezone.now())
+                    sent = []
+                time.sleep(wait)
+            mine = hand_over(token, [recipient.delivery_id for _, recipient in window], sent)
             outgoing = [prepared(issue_id, variant).build(recipient, date) for variant, recipient in window
                         if recipient.delivery_id in mine]
-            record(token, transport.send(outgoing), attempts)
+            sent = record(token, transport.send(outgoing), attempts, defer_sent=True)
+        if sent:
+            mark_sent(token, sent, timezone.now())
     finally:
         release(token, ids)
     return "again", 0

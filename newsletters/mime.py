@@ -31,9 +31,13 @@ BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def qp(data):
-    # b2a_qp breaks long lines with a bare LF when its input holds no CRLF; mail wants CRLF.
     encoded = binascii.b2a_qp(data, istext=True)
-    return BARE_LF.sub(b"\r\n", encoded) if b"\n" in encoded else encoded
+    if b"\n" in encoded:
+        # b2a_qp breaks long lines with a bare LF when its input holds no CRLF; mail wants CRLF.
+        encoded = BARE_LF.sub(b"\r\n", encoded).replace(b"\n.", b"\n=2E")
+    # No line may start with a dot (SMTP would read it as the end), so the transport never
+    # has to dot-stuff a whole message: encode it as =2E, which reads back the same.
+    return b"=2E" + encoded[1:] if encoded.startswith(b".") else encoded
 
 
 def encode_template(text):

@@ -84,16 +84,14 @@ def bucket(transport):
     return _bucket
 
 
-def wait_for_tokens(transport, count, *, retry_for=60.0):
-    """Block until `count` messages may go out. Rides out a short Redis outage by retrying."""
+def reserve(transport, count, *, retry_for=60.0):
+    """Take tokens for `count` messages; returns the seconds to wait before sending them.
+    Rides out a short Redis outage by retrying."""
     deadline = time.monotonic() + retry_for
     while True:
         try:
-            wait = bucket(transport).reserve(count)
-            break
+            return bucket(transport).reserve(count)
         except redis.RedisError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    if wait > 0:
-        time.sleep(wait)

@@ -23,6 +23,21 @@ class SinkHandler:
         self.lock = threading.Lock()
         self.refuse_with = None  # e.g. "421 4.7.0 Try again later"
         self.refusals = 0
+        self.refused_recipients = {}  # address -> reply at RCPT TO
+        self.pipelining = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands one after another anyway; saying so lets clients pipeline (RFC 2920).
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.refused_recipients:
+            return self.refused_recipients[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:

@@ -92,3 +92,11 @@ def test_a_test_copy_goes_out_at_once(ready_issue, transport_settings, smtp_sink
     assert received.message["Subject"] == "[Test] Issue one"
     issue.refresh_from_db()
     assert issue.status == "draft"
+
+
+def test_no_line_starts_with_a_dot(ready_issue):
+    issue, _ = ready_issue(body="Hello {{ name }},\n\n.hidden line\n\n" + ("word " * 15 + ".\n") * 40)
+    outgoing, message = build(issue, name=".dotty")
+    assert not outgoing.raw.startswith(b".") and b"\n." not in outgoing.raw
+    text = message.get_body(("plain",)).get_content()
+    assert ".hidden line" in text and "Hello .dotty," in text

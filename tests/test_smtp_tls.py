@@ -82,3 +82,26 @@ def test_an_untrusted_certificate_is_refused(tls_sink, transport_settings, monke
     [result] = get_transport().send([MESSAGE])
     assert result.outcome in (RETRY, FAILED) and "CERTIFICATE_VERIFY_FAILED" in result.error
     assert not sink.messages
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refused_recipient_fails_alone_and_the_connection_goes_on(smtp_sink, transport_settings, pipelining):
+    smtp_sink.handler.pipelining = pipelining
+    smtp_sink.handler.refused_recipients = {"gone@fans.example": "550 5.1.1 No such user"}
+    transport_settings(smtp_sink.url)
+    messages = [
+        MESSAGE._replace(delivery_id=1, recipient="first@fans.example"),
+        MESSAGE._replace(delivery_id=2, recipient="gone@fans.example"),
+        MESSAGE._replace(delivery_id=3, recipient="third@fans.example"),
+    ]
+    results = get_transport().send(messages)
+    assert [r.outcome for r in results] == [SENT, FAILED, SENT]
+    assert "550 5.1.1 No such user" in results[1].error
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["first@fans.example"], ["third@fans.example"]]
+
+
+def test_an_address_that_could_smuggle_commands_is_refused(smtp_sink, transport_settings):
+    transport_settings(smtp_sink.url)
+    [result] = get_transport().send([MESSAGE._replace(recipient="a@b.example>\r\nRCPT TO:<victim@x.example")])
+    assert result.outcome == FAILED
+    assert not smtp_sink.messages
