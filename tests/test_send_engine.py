@@ -283,3 +283,18 @@ def test_the_watchdog_restarts_chains_only_when_none_reports_in(ready_issue, mon
     engine.watchdog()
     assert kicks == [engine.settings.SEND_CHAINS]
     cache.delete(engine._chain_key(issue.pk))
+
+
+def test_tasks_stay_short_and_are_never_lost_with_a_worker(transport_settings, settings):
+    from ownedaudience.celery import app
+
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    assert app.conf.worker_prefetch_multiplier == 1
+    # A batch is sized to last about SEND_BATCH_SECONDS at the account's rate, far inside the
+    # time the broker waits before it hands an unacknowledged task to another worker.
+    transport_settings("discard://", SEND_RATE=14, SEND_BATCH_SECONDS=20)
+    from newsletters.transports import get_transport
+
+    assert engine.batch_size(get_transport()) * 1.0 / 14 <= 20 + 1
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    assert visibility >= 10 * settings.SEND_BATCH_SECONDS
