@@ -53,6 +53,12 @@ def psql(sql, database="postgres"):
 
 
 def fresh_database():
+    from django.apps import apps
+
+    if apps.ready:  # a previous size's connection: closed before its database is dropped
+        from django.db import connections
+
+        connections.close_all()
     psql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
     psql(f"CREATE DATABASE {DB_NAME}")
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
