@@ -5,7 +5,7 @@ from django.utils.translation import ngettext
 from ownedaudience.scoping import CreatorScopedAdmin
 
 from . import services
-from .models import OwedEmail, Subscriber, Subscription
+from .models import OwedEmail, Subscriber, Subscription, Suppression
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -122,3 +122,27 @@ class OwedEmailAdmin(CreatorScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Addresses nobody on this installation may mail; it spans every creator, so superusers only."""
+
+    list_display = ("email", "reason", "created_at")
+    list_filter = ("reason",)
+    search_fields = ("email",)
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

@@ -169,3 +169,14 @@ def test_superuser_sees_everything(client, two_creators, django_user_model):
     client.force_login(root)
     page = client.get(changelist(Issue)).content.decode()
     assert "Alice&#x27;s first" in page and "Bob&#x27;s secret plans" in page
+
+
+def test_the_suppression_list_is_for_superusers_only(client, two_creators, django_user_model):
+    url = reverse("admin:subscribers_suppression_changelist")
+    assert client.get(url).status_code == 403
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    response = client.post(reverse("admin:subscribers_suppression_add"),
+                           {"email": "complainer@example.com", "reason": "complaint"})
+    assert response.status_code == 302
+    assert "complainer@example.com" in client.get(url).content.decode()
