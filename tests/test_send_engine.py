@@ -298,3 +298,23 @@ def test_tasks_stay_short_and_are_never_lost_with_a_worker(transport_settings, s
     assert engine.batch_size(get_transport()) * 1.0 / 14 <= 20 + 1
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
     assert visibility >= 10 * settings.SEND_BATCH_SECONDS
+
+
+def test_the_links_in_an_issue_work_for_the_fan(ready_issue, no_kick, transport_settings, smtp_sink, client):
+    """The one-click link of a sent issue, posted exactly as Gmail posts it, takes the fan off the list."""
+    transport_settings(smtp_sink.url)
+    issue, subscriptions = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    drain(issue)
+    message = smtp_sink.to(subscriptions[0].subscriber.email)[0].message
+    https = message["List-Unsubscribe"].split(",")[0].strip(" <>")
+    path = https.split("://", 1)[1].split("/", 1)[1]
+    response = client.post("/" + path, "List-Unsubscribe=One-Click",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    subscriptions[0].refresh_from_db()
+    subscriptions[1].refresh_from_db()
+    assert subscriptions[0].status == Subscription.Status.UNSUBSCRIBED
+    assert subscriptions[1].status == Subscription.Status.ACTIVE
+    preferences = message.get_body(("plain",)).get_content().split("/preferences/")[1].split()[0]
+    assert client.get(f"/preferences/{preferences}").status_code == 200
