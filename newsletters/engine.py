@@ -244,8 +244,14 @@ def hand_over(token, ids, sent=()):
     return set(Delivery.objects.filter(id__in=ids, claim_token=token, status=S.SENDING).values_list("id", flat=True))
 
 
+# The columns a sent row gets; `v` is a VALUES list of (id, provider message id).
+SENT_SET = "status = 'sent', message_id = v.mid, sent_at = %s, error = '', lease_until = NULL"
+
+
 def _sent_values(sent):
-    return ", ".join(["(%s::bigint, %s)"] * len(sent)), [value for pair in sent for value in pair]
+    # PostgreSQL types the ids of a bare VALUES list from its first row; say bigint outright.
+    row = "(%s::bigint, %s)" if connection.vendor == "postgresql" else "(%s, %s)"
+    return ", ".join([row] * len(sent)), [value for pair in sent for value in pair]
 
 
 def _mark_sent_and_hand_over(token, ids, sent):
@@ -255,8 +261,7 @@ def _mark_sent_and_hand_over(token, ids, sent):
         cursor.execute(
             f"""WITH v(id, mid) AS (VALUES {values}),
                 done AS (
-                    UPDATE {table} d SET status = 'sent', message_id = v.mid, sent_at = %s, error = '',
-                        lease_until = NULL
+                    UPDATE {table} d SET {SENT_SET}
                     FROM v WHERE d.id = v.id AND d.claim_token = %s AND d.status IN ('sending', 'unknown')
                     RETURNING d.id)
                 UPDATE {table} SET status = 'sending'
@@ -306,13 +311,11 @@ def record(token, results, attempts_by_id, *, defer_sent=False):
 def mark_sent(token, sent, now):
     """Many rows to sent, each with its own provider id, in one statement."""
     table = Delivery._meta.db_table
-    values, params = _sent_values(sent) if connection.vendor == "postgresql" else (
-        ", ".join(["(%s, %s)"] * len(sent)), [value for pair in sent for value in pair])
+    values, params = _sent_values(sent)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""WITH v(id, mid) AS (VALUES {values})
-                UPDATE {table} SET status = 'sent', message_id = v.mid, sent_at = %s, error = '',
-                    lease_until = NULL
+                UPDATE {table} SET {SENT_SET}
                 FROM v
                 WHERE {table}.id = v.id AND {table}.claim_token = %s AND {table}.status IN ('sending', 'unknown')""",
             [*params, now, token.hex if connection.vendor == "sqlite" else token],

@@ -42,6 +42,13 @@ def _page(request, template, context, status=200, newsletter=None):
     return response
 
 
+def _with_preferences_link(subscription):
+    return {
+        "subscription": subscription,
+        "preferences_url": reverse("subscribers:preferences", args=[make_token("preferences", subscription.id)]),
+    }
+
+
 def _bad_link(request, status=404):
     return _page(request, "subscribers/bad_link.html", {}, status=status)
 
@@ -59,12 +66,7 @@ def confirm(request, token):
         subscription, _confirmed_now = services.subscription_confirm(subscription_id=subscription_id)
         if subscription is None:
             return _bad_link(request)
-    context = {
-        "subscription": subscription,
-        "preferences_url": reverse(
-            "subscribers:preferences", args=[make_token("preferences", subscription.id)]
-        ),
-    }
+    context = _with_preferences_link(subscription)
     return _page(request, "subscribers/confirm.html", context, newsletter=newsletter)
 
 
@@ -82,12 +84,7 @@ def unsubscribe(request, token):
     if subscription is None:
         # Deleted by the creator: as far as the fan is concerned, they are off the list.
         return _page(request, "subscribers/unsubscribed.html", {"subscription": None})
-    context = {
-        "subscription": subscription,
-        "preferences_url": reverse(
-            "subscribers:preferences", args=[make_token("preferences", subscription.id)]
-        ),
-    }
+    context = _with_preferences_link(subscription)
     template = "subscribers/unsubscribed.html" if request.method == "POST" else "subscribers/unsubscribe.html"
     return _page(request, template, context, newsletter=subscription.newsletter)
 
