@@ -5,7 +5,9 @@ A transport takes a window of prepared messages and says, for each, one of:
   retry    - not accepted, nothing went out; try again later (throttling, 4xx, 5xx, timeouts
              before the message was handed over),
   failed   - refused for good (with the reason),
-  unknown  - the connection broke after the message was handed over: it may have gone out.
+  unknown  - the connection broke after the message was handed over: it may have gone out,
+  throttled - not accepted, nothing went out, and the provider or relay as a whole is saying
+             "slow down" or cannot be reached: the whole send pauses; the row loses nothing.
 """
 
 from abc import ABC, abstractmethod
@@ -13,7 +15,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 
-SENT, RETRY, FAILED, UNKNOWN = "sent", "retry", "failed", "unknown"
+SENT, RETRY, FAILED, UNKNOWN, THROTTLED = "sent", "retry", "failed", "unknown", "throttled"
 
 
 class Outgoing(NamedTuple):
@@ -35,8 +37,12 @@ class Result(NamedTuple):
 
 class Transport(ABC):
     name = "transport"
-    #: how many messages are handed over at once (and so may be in flight when a worker dies)
+    #: messages per reservation from the shared rate bucket
     window = 20
+    #: messages truly on the wire at once. The engine marks exactly these `sending` before each
+    #: hand-over, so a killed worker leaves at most this many rows `unknown`. A transport whose
+    #: send cannot be cut short by a crash halfway (discard, the dev outbox) uses its window.
+    in_flight = 1
 
     @abstractmethod
     def send(self, messages):

@@ -19,6 +19,7 @@ class OutboxTransport(Transport):
 
     def __init__(self):
         self.window = settings.SEND_WINDOW or 50
+        self.in_flight = self.window  # nothing is on a wire: a crash cannot cut a window short
 
     def send(self, messages):
         from ..models import OutboxMessage

@@ -16,15 +16,17 @@ from botocore.exceptions import (
 )
 from django.conf import settings
 
-from . import FAILED, RETRY, SENT, UNKNOWN, Result, Transport
+from . import FAILED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport
 
 log = logging.getLogger(__name__)
 
-# Not accepted now, worth trying again later.
-TRANSIENT_CODES = {
+# The account is over its rate or quota, or paused: the whole send waits; rows lose nothing.
+THROTTLE_CODES = {
     "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
-    "SendingPausedException", "ServiceUnavailable", "InternalFailure", "RequestTimeout",
+    "SendingPausedException",
 }
+# Not accepted now, worth trying again later.
+TRANSIENT_CODES = {"ServiceUnavailable", "InternalFailure", "RequestTimeout"}
 
 
 class SESTransport(Transport):
@@ -32,6 +34,8 @@ class SESTransport(Transport):
 
     def __init__(self, *, region, configuration_set=""):
         self.in_flight = int(os.environ.get("SES_MAX_IN_FLIGHT", "8"))
+        # The engine hands over `in_flight` messages at a time (all of them on the wire at
+        # once) and reserves rate for a window of several such rounds.
         self.window = settings.SEND_WINDOW or self.in_flight * 4
         self.configuration_set = configuration_set
         # No retries inside boto3: a retried call after a read timeout could send twice,
@@ -74,11 +78,13 @@ class SESTransport(Transport):
             code = error.response.get("Error", {}).get("Code", "")
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             text = f"{code}: {error.response.get('Error', {}).get('Message', '')}"
-            if code in TRANSIENT_CODES or status >= 500 or status == 429:
+            if code in THROTTLE_CODES or status == 429:
+                return Result(message.delivery_id, THROTTLED, error=text)
+            if code in TRANSIENT_CODES or status >= 500:
                 return Result(message.delivery_id, RETRY, error=text)
             return Result(message.delivery_id, FAILED, error=text)
         except (EndpointConnectionError, ConnectTimeoutError) as error:
-            return Result(message.delivery_id, RETRY, error=str(error))
+            return Result(message.delivery_id, THROTTLED, error=str(error))
         except (ReadTimeoutError, ConnectionClosedError) as error:
             return Result(message.delivery_id, UNKNOWN, error=f"no answer after the call was made: {error}")
         except BotoCoreError as error:

@@ -9,12 +9,15 @@ import time
 
 from django.conf import settings
 
-from . import FAILED, RETRY, SENT, UNKNOWN, Result, Transport
+from . import FAILED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport
 
 log = logging.getLogger(__name__)
 LEADING_DOT = re.compile(rb"(?m)^\.")
 UNSAFE_ADDRESS = re.compile(r"[\x00-\x20<>\x7f]")
 IDLE_CHECK_SECONDS = 30
+# Replies that speak for the relay as a whole, not for one recipient: service not available,
+# local error (a relay's rate or quota), TLS or authentication temporarily unavailable.
+THROTTLE_CODES = {421, 451, 454}
 
 
 class SMTPTransport(Transport):
@@ -74,7 +77,7 @@ class SMTPTransport(Transport):
                     self.connection.rset()
             except (smtplib.SMTPException, OSError):
                 self.close()
-            return Result(message.delivery_id, RETRY, error=text)
+            return Result(message.delivery_id, THROTTLED if code in THROTTLE_CODES else RETRY, error=text)
         try:
             if self.connection is not None:
                 self.connection.rset()
@@ -122,8 +125,9 @@ class SMTPTransport(Transport):
                 return self._refused(message, code, reply)
             connection = self.connection
         except (smtplib.SMTPException, OSError, socket.timeout) as error:
+            # The relay cannot be reached or dropped us before DATA: a pause for the whole send.
             self.close()
-            return Result(message.delivery_id, RETRY, error=f"{type(error).__name__}: {error}")
+            return Result(message.delivery_id, THROTTLED, error=f"{type(error).__name__}: {error}")
 
         # From here the message is on the wire: a broken connection leaves its fate unknown.
         body = message.raw
