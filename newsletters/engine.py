@@ -20,16 +20,16 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, F, Min, Q
-from django.db.models.functions import Lower
+from django.db.models import Count, DateTimeField, F, Min, Q, Value
+from django.db.models.functions import Coalesce, Lower, Now
 from django.utils import timezone
 
 from subscribers.models import Subscriber, Subscription, Suppression
 
 from . import ratelimit, rendering
 from .mime import PreparedMessage, Recipient, format_datetime_now, shared_headers
-from .models import Delivery, Issue, Rendition
-from .transports import FAILED, RETRY, SENT, UNKNOWN, get_transport
+from .models import Delivery, DeliveryClaim, Issue, Rendition
+from .transports import FAILED, SENT, THROTTLED, UNKNOWN, Result, get_transport
 
 log = logging.getLogger(__name__)
 S = Delivery.Status
@@ -175,8 +175,13 @@ def batch_size(transport):
     return size
 
 
+def lease_end():
+    """The end of a lease that starts now, on the database's clock (shared by every host)."""
+    return Now() + timedelta(seconds=settings.SEND_LEASE_SECONDS)
+
+
 def claim(issue_id, worker, size):
-    """Claim up to `size` due pending rows; returns (claim token, ids)."""
+    """Claim up to `size` due pending rows under a new lease; returns (claim token, ids)."""
     now = timezone.now()
     with transaction.atomic():
         ids = list(
@@ -189,9 +194,10 @@ def claim(issue_id, worker, size):
         if not ids:
             return None, []
         token = uuid.uuid4()
+        # The rows and their lease appear together: the watchdog never sees one without the other.
+        DeliveryClaim.objects.create(token=token, issue_id=issue_id, worker=worker[:200], lease_until=lease_end())
         Delivery.objects.filter(id__in=ids, status=S.PENDING).update(
-            status=S.CLAIMED, claim_token=token, claimed_by=worker[:200],
-            lease_until=now + timedelta(seconds=settings.SEND_LEASE_SECONDS), attempts=F("attempts") + 1,
+            status=S.CLAIMED, claim_token=token, claimed_by=worker[:200], attempts=F("attempts") + 1
         )
     return token, ids
 
@@ -228,46 +234,47 @@ def recipients(issue, token, ids):
     return keep
 
 
-def hand_over(token, ids, sent=()):
-    """Mark a window as handed to the transport; returns the ids that are still this claim's.
-
-    `sent` holds the previous window's (id, provider id) pairs: on PostgreSQL both writes go in
-    one statement, one round trip per window instead of two.
-    """
-    if sent and connection.vendor == "postgresql":
-        return _mark_sent_and_hand_over(token, ids, sent)
+def write(token, *, sent=(), hand_over=(), renew=False):
+    """One round trip per group: mark the last group's rows sent (each with its provider id),
+    renew the claim's lease, and move the next group to `sending`. Returns the ids of the next
+    group that are still this claim's (a lease that ran out gave the others back)."""
+    if connection.vendor == "postgresql":
+        return _write_postgresql(token, sent, hand_over, renew)
     if sent:
-        mark_sent(token, sent, timezone.now())
-    moved = Delivery.objects.filter(id__in=ids, claim_token=token, status=S.CLAIMED).update(status=S.SENDING)
-    if moved == len(ids):
-        return set(ids)
-    return set(Delivery.objects.filter(id__in=ids, claim_token=token, status=S.SENDING).values_list("id", flat=True))
+        now = timezone.now()
+        for delivery_id, provider_id in sent:
+            Delivery.objects.filter(id=delivery_id, claim_token=token, status__in=[S.SENDING, S.UNKNOWN]).update(
+                status=S.SENT, message_id=provider_id, sent_at=now, error=""
+            )
+    if renew:
+        DeliveryClaim.objects.filter(token=token).update(lease_until=lease_end())
+    if not hand_over:
+        return set()
+    Delivery.objects.filter(id__in=hand_over, claim_token=token, status=S.CLAIMED).update(status=S.SENDING)
+    return set(Delivery.objects.filter(id__in=hand_over, claim_token=token, status=S.SENDING).values_list("id", flat=True))
 
 
-# The columns a sent row gets; `v` is a VALUES list of (id, provider message id).
-SENT_SET = "status = 'sent', message_id = v.mid, sent_at = %s, error = '', lease_until = NULL"
-
-
-def _sent_values(sent):
-    # PostgreSQL types the ids of a bare VALUES list from its first row; say bigint outright.
-    row = "(%s::bigint, %s)" if connection.vendor == "postgresql" else "(%s, %s)"
-    return ", ".join([row] * len(sent)), [value for pair in sent for value in pair]
-
-
-def _mark_sent_and_hand_over(token, ids, sent):
-    table = Delivery._meta.db_table
-    values, params = _sent_values(sent)
+def _write_postgresql(token, sent, hand_over, renew):
+    table, claims = Delivery._meta.db_table, DeliveryClaim._meta.db_table
+    parts, params = [], []
+    if sent:
+        values = ", ".join(["(%s::bigint, %s)"] * len(sent))
+        parts.append(
+            f"""v(id, mid) AS (VALUES {values}),
+            done AS (UPDATE {table} d SET status = %s, message_id = v.mid, sent_at = %s, error = ''
+                     FROM v WHERE d.id = v.id AND d.claim_token = %s AND d.status IN (%s, %s))"""
+        )
+        params += [value for pair in sent for value in pair]
+        params += [S.SENT, timezone.now(), token, S.SENDING, S.UNKNOWN]
+    if renew:
+        parts.append(f"lease AS (UPDATE {claims} SET lease_until = now() + make_interval(secs => %s) WHERE token = %s)")
+        params += [settings.SEND_LEASE_SECONDS, token]
+    prefix = f"WITH {', '.join(parts)} " if parts else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""WITH v(id, mid) AS (VALUES {values}),
-                done AS (
-                    UPDATE {table} d SET {SENT_SET}
-                    FROM v WHERE d.id = v.id AND d.claim_token = %s AND d.status IN ('sending', 'unknown')
-                    RETURNING d.id)
-                UPDATE {table} SET status = 'sending'
-                WHERE id = ANY(%s) AND claim_token = %s AND status = 'claimed'
+            f"""{prefix}UPDATE {table} SET status = %s WHERE id = ANY(%s) AND claim_token = %s AND status = %s
                 RETURNING id""",
-            [*params, timezone.now(), token, list(ids), token],
+            [*params, S.SENDING, list(hand_over), token, S.CLAIMED],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -277,91 +284,164 @@ def retry_delay(attempts):
     return min(settings.SEND_RETRY_MAX_SECONDS, base) * random.uniform(0.8, 1.2)
 
 
-def record(token, results, attempts_by_id, *, defer_sent=False):
-    """Write what the transport said, only on rows still under this claim.
-
-    With defer_sent the sent rows are returned instead, for the next hand_over to write.
-    """
-    now = timezone.now()
+def record(issue_id, token, results, attempts_by_id):
+    """Write what the transport said about everything but sent rows, on rows still under this
+    claim; returns the sent (id, provider id) pairs, for the next write() to carry."""
     sent = [(r.delivery_id, r.provider_id[:300]) for r in results if r.outcome == SENT]
-    if sent and not defer_sent:
-        mark_sent(token, sent, now)
     by_outcome = defaultdict(list)
     for result in results:
-        if result.outcome == SENT:
-            continue
-        outcome = result.outcome
-        if outcome == RETRY and attempts_by_id.get(result.delivery_id, 0) >= settings.SEND_MAX_ATTEMPTS:
-            outcome = FAILED
-        by_outcome[(outcome, result.error[:2000])].append(result.delivery_id)
-    mine = Q(claim_token=token, status__in=[S.SENDING, S.UNKNOWN])
+        if result.outcome != SENT:
+            by_outcome[(result.outcome, result.error[:2000])].append(result.delivery_id)
     for (outcome, error), ids in by_outcome.items():
-        rows = Delivery.objects.filter(mine, id__in=ids)
-        if outcome == RETRY:
-            attempts = max(attempts_by_id.get(i, 1) for i in ids)
-            rows.update(status=S.PENDING, error=error, claim_token=None, lease_until=None,
-                        next_attempt_at=now + timedelta(seconds=retry_delay(attempts)))
-        elif outcome == FAILED:
-            rows.update(status=S.FAILED, error=error, lease_until=None)
+        rows = Delivery.objects.filter(id__in=ids, claim_token=token, status__in=[S.SENDING, S.UNKNOWN])
+        if outcome == FAILED:
+            rows.update(status=S.FAILED, error=error)
         elif outcome == UNKNOWN:
-            rows.update(status=S.UNKNOWN, error=error, lease_until=None)
-    return sent if defer_sent else []
+            rows.update(status=S.UNKNOWN, error=error)
+        elif outcome == THROTTLED:  # not the row's fault: it costs no attempt, and the pause gates it
+            retry_later(issue_id, token, ids, error, delay=None, charge=False)
+        else:
+            delay = retry_delay(max(attempts_by_id.get(i, 1) for i in ids))
+            retry_later(issue_id, token, ids, error, delay=delay, charge=True)
+    return sent
 
 
-def mark_sent(token, sent, now):
-    """Many rows to sent, each with its own provider id, in one statement."""
-    table = Delivery._meta.db_table
-    values, params = _sent_values(sent)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""WITH v(id, mid) AS (VALUES {values})
-                UPDATE {table} SET {SENT_SET}
-                FROM v
-                WHERE {table}.id = v.id AND {table}.claim_token = %s AND {table}.status IN ('sending', 'unknown')""",
-            [*params, now, token.hex if connection.vendor == "sqlite" else token],
+def retry_later(issue_id, token, ids, error, *, delay, charge):
+    """Rows back to pending for a later try, unless their time budget is spent (then failed)."""
+    now = timezone.now()
+    mine = Delivery.objects.filter(id__in=ids, claim_token=token)
+    spent = mine.filter(status__in=[S.SENDING, S.UNKNOWN], retry_until__lt=now).update(
+        status=S.FAILED, error=f"gave up after {settings.SEND_RETRY_FOR_SECONDS / 3600:g} hours of trying: {error}"
+    )
+    budget = Value(now + timedelta(seconds=settings.SEND_RETRY_FOR_SECONDS), output_field=DateTimeField())
+    changes = {
+        "status": S.PENDING, "error": error, "claim_token": None, "retry_until": Coalesce(F("retry_until"), budget),
+        "next_attempt_at": now + timedelta(seconds=delay) if delay else None,
+    }
+    if not charge:
+        changes["attempts"] = F("attempts") - 1
+    moved = mine.filter(status=S.SENDING).update(**changes)
+    if moved + spent < len(ids):
+        # Late truth on rows the watchdog had already called unknown, maybe after the issue was
+        # closed: under the issue's lock, so finish() cannot close it in between, and reopened.
+        with transaction.atomic():
+            list(Issue.objects.select_for_update().filter(pk=issue_id).values_list("id", flat=True))
+            if mine.filter(status=S.UNKNOWN).update(**changes):
+                reopen(issue_id)
+
+
+def fail_unbuildable(token, results):
+    for result in results:
+        Delivery.objects.filter(id=result.delivery_id, claim_token=token, status=S.CLAIMED).update(
+            status=S.FAILED, error=result.error[:2000]
         )
 
 
 def release(token, ids):
     """Give back rows claimed but never handed over (the batch stopped early)."""
     return Delivery.objects.filter(id__in=ids, claim_token=token, status=S.CLAIMED).update(
-        status=S.PENDING, claim_token=None, lease_until=None, attempts=F("attempts") - 1
+        status=S.PENDING, claim_token=None, attempts=F("attempts") - 1
     )
+
+
+class Batch:
+    """One claim's rows on their way out: a group at a time, `transport.in_flight` messages on
+    the wire at once and only those marked `sending`; results are written before anything
+    that can wait or fail (the rate bucket, the next claim), and the lease renews as it goes."""
+
+    def __init__(self, issue, token, ids, transport):
+        self.issue, self.token, self.ids, self.transport = issue, token, ids, transport
+        self.sent = []  # the last group's sent rows, carried by the next write
+        self.renewed = time.monotonic()
+
+    def _renew_due(self):
+        return time.monotonic() - self.renewed > settings.SEND_LEASE_SECONDS / 4
+
+    def _write(self, hand_over=()):
+        renew = self._renew_due()
+        mine = write(self.token, sent=self.sent, hand_over=hand_over, renew=renew)
+        self.sent = []
+        if renew:
+            self.renewed = time.monotonic()
+        return mine
+
+    def flush(self):
+        if self.sent or self._renew_due():
+            self._write()
+
+    def run(self):
+        issue, transport = self.issue, self.transport
+        attempts = dict(Delivery.objects.filter(id__in=self.ids).values_list("id", "attempts"))
+        batch = recipients(issue, self.token, self.ids)
+        date = format_datetime_now()
+        group = max(1, transport.in_flight)
+        window = max(transport.window, group)
+        for start in range(0, len(batch), window):
+            self.flush()
+            try:
+                wait = ratelimit.reserve(transport, len(batch[start:start + window]))
+            except ratelimit.RateUnavailable as error:
+                log.warning("issue %s: the rate bucket does not answer (%s); rows given back", issue.pk, error)
+                return "later", settings.SEND_PAUSE_BASE_SECONDS
+            if wait > settings.SEND_LEASE_SECONDS / 2:
+                return "later", wait  # a pause: give the rows back rather than sit on them
+            if wait > 0:
+                time.sleep(wait)
+            for first in range(start, min(start + window, len(batch)), group):
+                outgoing, broken = build(issue.pk, batch[first:first + group], date)
+                if broken:
+                    fail_unbuildable(self.token, broken)
+                mine = self._write([message.delivery_id for message in outgoing])
+                results = transport.send([message for message in outgoing if message.delivery_id in mine])
+                self.sent = record(issue.pk, self.token, results, attempts)
+                if any(result.outcome == THROTTLED for result in results):
+                    self.flush()
+                    seconds = ratelimit.pause(transport)
+                    log.warning("issue %s: the transport is throttling; every send pauses %.1f s", issue.pk, seconds)
+                    return "later", seconds
+        return "again", 0
+
+    def close(self):
+        """Write what is left, give back what was never handed over, and drop the lease."""
+        self.flush()
+        release(self.token, self.ids)
+        DeliveryClaim.objects.filter(token=self.token).delete()
+
+
+def build(issue_id, recipients, date):
+    """The group's messages; an address or name that cannot be put in a message fails that row only."""
+    outgoing, broken = [], []
+    for variant, recipient in recipients:
+        message = prepared(issue_id, variant)
+        try:
+            outgoing.append(message.build(recipient, date))
+        except (ValueError, UnicodeError) as error:
+            broken.append(Result(recipient.delivery_id, FAILED, error=f"the message could not be built: {error}"))
+    return outgoing, broken
 
 
 def send_next_batch(issue_id, worker="worker"):
     """Claim one batch of an issue and send it. Returns what to do next:
-    ("again", 0) another batch is due now, ("later", seconds) retries wait, ("done", 0) nothing left.
+    ("again", 0) another batch is due now, ("later", seconds) retries or a pause wait, ("done", 0) nothing left.
     """
     issue = Issue.objects.select_related("newsletter").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return "done", 0
     transport = get_transport()
+    try:
+        paused = ratelimit.paused_for(transport)
+    except ratelimit.RateUnavailable:
+        return "later", settings.SEND_PAUSE_BASE_SECONDS
+    if paused > 0:
+        return "later", paused
     token, ids = claim(issue_id, worker, batch_size(transport))
     if not ids:
         return next_step(issue_id)
+    batch = Batch(issue, token, ids, transport)
     try:
-        attempts = dict(Delivery.objects.filter(id__in=ids).values_list("id", "attempts"))
-        batch = recipients(issue, token, ids)
-        date = format_datetime_now()
-        sent = []  # the last window's sent rows, written together with the next hand-over
-        for start in range(0, len(batch), transport.window):
-            window = batch[start:start + transport.window]
-            wait = ratelimit.reserve(transport, len(window))
-            if wait > 0:
-                if sent:  # written now, not left as "sending" while we wait
-                    mark_sent(token, sent, timezone.now())
-                    sent = []
-                time.sleep(wait)
-            mine = hand_over(token, [recipient.delivery_id for _, recipient in window], sent)
-            outgoing = [prepared(issue_id, variant).build(recipient, date) for variant, recipient in window
-                        if recipient.delivery_id in mine]
-            sent = record(token, transport.send(outgoing), attempts, defer_sent=True)
-        if sent:
-            mark_sent(token, sent, timezone.now())
+        return batch.run()
     finally:
-        release(token, ids)
-    return "again", 0
+        batch.close()
 
 
 def next_step(issue_id):
@@ -379,15 +459,20 @@ def next_step(issue_id):
 
 
 def finish(issue_id):
-    """Close a send once nothing is pending or in a worker's hands."""
-    if Delivery.objects.filter(issue_id=issue_id, status__in=IN_PROGRESS).exists():
-        return False
-    counts = progress(issue_id)
-    total = sum(counts.values())
-    status = Issue.Status.FAILED if total and counts.get(S.FAILED, 0) == total else Issue.Status.SENT
-    return bool(
-        Issue.objects.filter(pk=issue_id, status=Issue.Status.SENDING).update(status=status, sent_at=timezone.now())
-    )
+    """Close a send once no row can still be sent: none pending (due or not), claimed or sending.
+
+    The issue's row is locked first and the rows are counted after, so a late result that
+    turns a row back to pending (retry_later) either lands before the count or reopens the issue.
+    """
+    with transaction.atomic():
+        if not Issue.objects.select_for_update().filter(pk=issue_id, status=Issue.Status.SENDING).exists():
+            return False
+        if Delivery.objects.filter(issue_id=issue_id, status__in=IN_PROGRESS).exists():
+            return False
+        counts = progress(issue_id)
+        total = sum(counts.values())
+        status = Issue.Status.FAILED if total and counts.get(S.FAILED, 0) == total else Issue.Status.SENT
+        return bool(Issue.objects.filter(pk=issue_id).update(status=status, sent_at=timezone.now()))
 
 
 # ---------------------------------------------------------------- watching over sends
@@ -416,17 +501,25 @@ def chain_seen(issue_id):
         return False
 
 
-def recover_expired_leases(issue_id, now=None):
-    """Rows whose worker vanished: claimed ones go back to pending, sending ones become unknown."""
-    now = now or timezone.now()
-    expired = Delivery.objects.filter(issue_id=issue_id, lease_until__lt=now)
-    back = expired.filter(status=S.CLAIMED).update(
-        status=S.PENDING, claim_token=None, lease_until=None, attempts=F("attempts") - 1
-    )
-    lost = expired.filter(status=S.SENDING).update(
-        status=S.UNKNOWN, lease_until=None,
-        error="the worker stopped while this message was being handed over; it may or may not have gone out",
-    )
+def recover_expired_leases(issue_id):
+    """Rows whose worker vanished (its lease ran out, or its claim is gone): claimed ones go back
+    to pending, sending ones, which were on the wire, become unknown."""
+    with transaction.atomic():
+        expired = list(
+            DeliveryClaim.objects.select_for_update(skip_locked=True)
+            .filter(issue_id=issue_id, lease_until__lt=Now())
+            .values_list("token", flat=True)
+        )
+        live = DeliveryClaim.objects.filter(issue_id=issue_id).exclude(token__in=expired).values("token")
+        orphaned = Delivery.objects.filter(issue_id=issue_id, status__in=[S.CLAIMED, S.SENDING]).exclude(
+            claim_token__in=live
+        )
+        back = orphaned.filter(status=S.CLAIMED).update(status=S.PENDING, claim_token=None, attempts=F("attempts") - 1)
+        lost = orphaned.filter(status=S.SENDING).update(
+            status=S.UNKNOWN,
+            error="the worker stopped while this message was being handed over; it may or may not have gone out",
+        )
+        DeliveryClaim.objects.filter(token__in=expired).delete()
     if back or lost:
         log.warning("issue %s, expired leases: %s rows back to pending, %s unknown", issue_id, back, lost)
     return back, lost
@@ -436,12 +529,12 @@ def watchdog():
     """Beat's regular look at every send: recover leases, finish what is done, and restart the
     chains of batches when none has reported in (their tasks were lost with a worker or a broker)."""
     for issue_id in Issue.objects.filter(status=Issue.Status.SENDING).values_list("id", flat=True):
-        recover_expired_leases(issue_id)
+        back, _ = recover_expired_leases(issue_id)
         due = Delivery.objects.filter(issue_id=issue_id, status=S.PENDING).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())
         )
         if due.exists():
-            if not chain_seen(issue_id):
+            if back or not chain_seen(issue_id):
                 chain_alive(issue_id)
                 kick(issue_id, settings.SEND_CHAINS)
         else:
@@ -469,7 +562,7 @@ def retry_failed(issue_id):
     """Send the failed rows again; returns how many."""
     with transaction.atomic():
         count = Delivery.objects.filter(issue_id=issue_id, status=S.FAILED).update(
-            status=S.PENDING, attempts=0, error="", next_attempt_at=None, claim_token=None
+            status=S.PENDING, attempts=0, error="", next_attempt_at=None, claim_token=None, retry_until=None
         )
         if count:
             reopen(issue_id)
@@ -484,7 +577,7 @@ def resolve_unknown(issue_id, *, resend):
         rows = Delivery.objects.filter(issue_id=issue_id, status=S.UNKNOWN)
         if resend:
             count = rows.update(status=S.PENDING, attempts=0, next_attempt_at=None, claim_token=None,
-                                error="sent again at the creator's request")
+                                retry_until=None, error="sent again at the creator's request")
             if count:
                 reopen(issue_id)
         else:

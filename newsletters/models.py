@@ -128,9 +128,10 @@ class DeliveryStatus(models.TextChoices):
 class Delivery(models.Model):
     """The ledger: one row per issue and recipient, frozen when a send starts.
 
-    pending -> claimed (a worker took it, with a lease) -> sending (handed to the transport)
-    -> sent | failed | pending again (transient error, later). A lease that runs out turns
-    claimed rows back to pending (never handed over) and sending rows to unknown.
+    pending -> claimed (a worker's batch holds it, under a DeliveryClaim's lease) -> sending (on
+    the wire right now) -> sent | failed | pending again (transient error or throttling). A lease
+    that runs out turns claimed rows back to pending and sending rows to unknown. ARCHITECTURE.md
+    has the whole state machine.
     """
 
     Status = DeliveryStatus
@@ -151,11 +152,12 @@ class Delivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     claim_token = models.UUIDField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     message_id = models.CharField(max_length=300, blank=True)
     error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Set at the first transient failure: past it, the next one fails the row (a time, not a count).
+    retry_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -170,6 +172,23 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.issue} → {self.subscriber}"
+
+
+class DeliveryClaim(models.Model):
+    """One worker's batch of one issue: its rows carry the token, this row carries the lease.
+
+    The worker renews the lease with every hand-over (one small row, in the same statement);
+    when it runs out the watchdog takes the rows back. Deleted when the batch ends.
+    """
+
+    token = models.UUIDField(primary_key=True)
+    issue_id = models.BigIntegerField(db_index=True)
+    worker = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.worker} on issue {self.issue_id}"
 
 
 class Rendition(models.Model):

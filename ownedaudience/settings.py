@@ -165,11 +165,19 @@ SEND_CHAINS = envint("SEND_CHAINS", 4)  # batches of one issue worked on at once
 SEND_BATCH_SIZE = envint("SEND_BATCH_SIZE", 500)
 SEND_BATCH_SECONDS = envint("SEND_BATCH_SECONDS", 20)  # at a low rate, batches shrink to about this long
 SEND_WINDOW = envint("SEND_WINDOW", 0)  # messages handed to the transport at once; 0: the transport's own
-SEND_LEASE_SECONDS = envint("SEND_LEASE_SECONDS", 300)
-SEND_MAX_ATTEMPTS = envint("SEND_MAX_ATTEMPTS", 8)
+# A batch's lease, renewed with every hand-over; a dead worker's rows come back within about this.
+SEND_LEASE_SECONDS = envfloat("SEND_LEASE_SECONDS", 20)
+# A row retried for transient errors fails once this long has passed since its first failure.
+SEND_RETRY_FOR_SECONDS = envfloat("SEND_RETRY_FOR_SECONDS", 72 * 3600)
 SEND_RETRY_BASE_SECONDS = envfloat("SEND_RETRY_BASE_SECONDS", 30)
 SEND_RETRY_MAX_SECONDS = envfloat("SEND_RETRY_MAX_SECONDS", 3600)
-SEND_WATCHDOG_SECONDS = envfloat("SEND_WATCHDOG_SECONDS", 10)
+# Throttling (SMTP 421/451/454, SES throttling, an unreachable relay) pauses every send for a
+# delay that doubles from BASE to MAX while it goes on, and is forgotten after a calm spell.
+SEND_PAUSE_BASE_SECONDS = envfloat("SEND_PAUSE_BASE_SECONDS", 5)
+SEND_PAUSE_MAX_SECONDS = envfloat("SEND_PAUSE_MAX_SECONDS", 300)
+# How long a batch waits for the shared rate bucket (Redis) before it gives its rows back.
+SEND_RATE_PATIENCE_SECONDS = envfloat("SEND_RATE_PATIENCE_SECONDS", 10)
+SEND_WATCHDOG_SECONDS = envfloat("SEND_WATCHDOG_SECONDS", 5)
 SEND_SCHEDULE_CHECK_SECONDS = envfloat("SEND_SCHEDULE_CHECK_SECONDS", 15)
 CELERY_TASK_ROUTES["newsletters.tasks.send_batch"] = {"queue": "bulk"}
 CELERY_BEAT_SCHEDULE.update({

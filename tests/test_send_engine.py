@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from newsletters import engine, rendering
-from newsletters.models import Delivery, Issue
+from newsletters.models import Delivery, DeliveryClaim, Issue
 from newsletters.transports import FAILED, RETRY, UNKNOWN, Result
 from subscribers.models import Subscription, Suppression
 from subscribers.tokens import make_token
@@ -126,13 +126,13 @@ def test_smtp_refusals_retry_or_fail_with_the_reason(ready_issue, no_kick, trans
     transport_settings(smtp_sink.url, SEND_RETRY_BASE_SECONDS=60)
     issue, _ = ready_issue(n=2)
     engine.start_send(issue.pk)
-    smtp_sink.refuse("451 4.3.0 Try again later")
+    smtp_sink.refuse("450 4.2.1 Mailbox busy, try again later")
     step, wait = engine.send_next_batch(issue.pk, "w1")
     assert engine.send_next_batch(issue.pk, "w1")[0] == "later"
     rows = Delivery.objects.filter(issue=issue)
     assert set(rows.values_list("status", flat=True)) == {S.PENDING}
     assert all(row.next_attempt_at > timezone.now() + timedelta(seconds=30) for row in rows)
-    assert "451" in rows.first().error
+    assert "450" in rows.first().error
 
     smtp_sink.refuse("550 5.1.1 No such user")
     rows.update(next_attempt_at=None)
@@ -143,14 +143,49 @@ def test_smtp_refusals_retry_or_fail_with_the_reason(ready_issue, no_kick, trans
     assert issue.status == Issue.Status.FAILED
 
 
-def test_transient_errors_give_up_after_the_last_attempt(ready_issue, no_kick, transport_settings, smtp_sink):
-    transport_settings(smtp_sink.url, SEND_RETRY_BASE_SECONDS=0, SEND_MAX_ATTEMPTS=3)
+def test_transient_errors_give_up_once_their_time_is_spent(ready_issue, no_kick, transport_settings, smtp_sink):
+    """A row's budget is a time, as in mail servers: it fails at its first error past it."""
+    transport_settings(smtp_sink.url, SEND_RETRY_BASE_SECONDS=0, SEND_RETRY_FOR_SECONDS=3600)
     issue, _ = ready_issue(n=1)
     engine.start_send(issue.pk)
-    smtp_sink.refuse("421 4.7.0 Busy")
-    drain(issue)
+    smtp_sink.refuse("450 4.2.1 Busy")
+    engine.send_next_batch(issue.pk, "w1")
     row = Delivery.objects.get(issue=issue)
-    assert row.status == S.FAILED and row.attempts == 3 and "421" in row.error
+    assert row.status == S.PENDING and "450" in row.error
+    assert timedelta(minutes=59) < row.retry_until - timezone.now() <= timedelta(hours=1)
+    for _ in range(5):  # attempts alone never fail it
+        Delivery.objects.filter(pk=row.pk).update(next_attempt_at=None)
+        engine.send_next_batch(issue.pk, "w1")
+    assert Delivery.objects.get(pk=row.pk).status == S.PENDING
+    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=None, retry_until=timezone.now() - timedelta(seconds=1))
+    drain(issue)
+    row.refresh_from_db()
+    assert row.status == S.FAILED and "gave up after 1 hours" in row.error and "450" in row.error
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.FAILED
+
+
+def test_throttling_pauses_the_send_and_costs_the_rows_nothing(ready_issue, no_kick, transport_settings, smtp_sink):
+    from newsletters import ratelimit
+
+    transport_settings(smtp_sink.url, REDIS_URL="", SEND_PAUSE_BASE_SECONDS=30, SEND_PAUSE_MAX_SECONDS=60)
+    issue, _ = ready_issue(n=6)
+    engine.start_send(issue.pk)
+    smtp_sink.refuse("421 4.7.0 Too many messages, slow down")
+    step, wait = engine.send_next_batch(issue.pk, "w1")
+    assert step == "later" and 25 < wait <= 30
+    assert smtp_sink.handler.refusals == 1  # one message tried, then the whole send paused
+    rows = Delivery.objects.filter(issue=issue)
+    assert set(rows.values_list("status", flat=True)) == {S.PENDING}
+    assert set(rows.values_list("attempts", flat=True)) == {0}
+    # Every batch waits out the pause without touching a row.
+    assert engine.send_next_batch(issue.pk, "w2")[0] == "later"
+    assert smtp_sink.handler.refusals == 1
+    smtp_sink.accept()
+    ratelimit._bucket.paused_until = 0  # the pause is over
+    assert drain(issue) == "done"
+    assert len(smtp_sink.messages) == 6
+    assert set(rows.values_list("attempts", flat=True)) == {1}
 
 
 def test_retry_delays_grow():
@@ -162,21 +197,27 @@ def test_results_for_rows_no_longer_ours_are_ignored(ready_issue, no_kick):
     issue, _ = ready_issue(n=2)
     engine.start_send(issue.pk)
     token, ids = engine.claim(issue.pk, "w1", 2)
-    engine.hand_over(token, ids)
-    engine.record(uuid.uuid4(), [Result(ids[0], FAILED, error="not mine")], {})
+    engine.write(token, hand_over=ids)
+    engine.record(issue.pk, uuid.uuid4(), [Result(ids[0], FAILED, error="not mine")], {})
     assert Delivery.objects.get(pk=ids[0]).status == S.SENDING
 
 
 # ------------------------------------------------------------------ leases and unknown rows
 
 
+def expire_leases():
+    DeliveryClaim.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
+
+
 def test_expired_leases_return_claimed_rows_and_mark_sending_rows_unknown(ready_issue, no_kick):
     issue, _ = ready_issue(n=4)
     engine.start_send(issue.pk)
     token, ids = engine.claim(issue.pk, "dead-worker", 4)
-    engine.hand_over(token, ids[:2])  # the worker died while these two were on the wire
-    later = timezone.now() + timedelta(seconds=3600)
-    assert engine.recover_expired_leases(issue.pk, now=later) == (2, 2)
+    engine.write(token, hand_over=ids[:2])  # the worker died while these two were on the wire
+    assert engine.recover_expired_leases(issue.pk) == (0, 0)  # the lease still runs
+    expire_leases()
+    assert engine.recover_expired_leases(issue.pk) == (2, 2)
+    assert not DeliveryClaim.objects.exists()
     statuses = dict(Delivery.objects.filter(issue=issue).values_list("id", "status"))
     assert [statuses[i] for i in ids] == [S.UNKNOWN, S.UNKNOWN, S.PENDING, S.PENDING]
 
@@ -186,8 +227,9 @@ def test_unknown_rows_are_not_resent_on_their_own(ready_issue, no_kick, transpor
     issue, subscriptions = ready_issue(n=3)
     engine.start_send(issue.pk)
     token, ids = engine.claim(issue.pk, "dead-worker", 1)
-    engine.hand_over(token, ids)
-    engine.recover_expired_leases(issue.pk, now=timezone.now() + timedelta(hours=1))
+    engine.write(token, hand_over=ids)
+    expire_leases()
+    engine.recover_expired_leases(issue.pk)
     drain(issue)
     engine.watchdog()
     assert len(smtp_sink.messages) == 2
@@ -261,11 +303,29 @@ def test_outcomes_map_unknown_to_unknown(ready_issue, no_kick):
     issue, _ = ready_issue(n=1)
     engine.start_send(issue.pk)
     token, ids = engine.claim(issue.pk, "w", 1)
-    engine.hand_over(token, ids)
-    engine.record(token, [Result(ids[0], UNKNOWN, error="connection lost")], {ids[0]: 1})
+    engine.write(token, hand_over=ids)
+    engine.record(issue.pk, token, [Result(ids[0], UNKNOWN, error="connection lost")], {ids[0]: 1})
     assert Delivery.objects.get(pk=ids[0]).status == S.UNKNOWN
-    engine.record(token, [Result(ids[0], RETRY, error="x")], {ids[0]: 1})  # late truth from the same claim
+    engine.record(issue.pk, token, [Result(ids[0], RETRY, error="x")], {ids[0]: 1})  # late truth, same claim
     assert Delivery.objects.get(pk=ids[0]).status == S.PENDING
+
+
+def test_a_late_retry_after_the_watchdog_gave_up_reopens_the_closed_issue(ready_issue, no_kick):
+    """The lease ran out while a slow worker was still sending: its rows became unknown and the
+    issue closed; the worker then learns the relay refused them for now. The issue reopens."""
+    issue, _ = ready_issue(n=2)
+    engine.start_send(issue.pk)
+    token, ids = engine.claim(issue.pk, "slow", 2)
+    engine.write(token, hand_over=ids)
+    expire_leases()
+    engine.watchdog()
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+    engine.record(issue.pk, token, [Result(i, RETRY, error="450 later") for i in ids], {i: 1 for i in ids})
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENDING
+    assert set(Delivery.objects.filter(issue=issue).values_list("status", flat=True)) == {S.PENDING}
+    assert not engine.finish(issue.pk)
 
 
 def test_the_watchdog_restarts_chains_only_when_none_reports_in(ready_issue, monkeypatch):
