@@ -25,6 +25,7 @@ class SinkHandler:
         self.refusals = 0
         self.refused_recipients = {}  # address -> reply at RCPT TO
         self.pipelining = True
+        self.slow_seconds = 0.0  # how long each DATA waits before its answer: a slow relay
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd reads commands one after another anyway; saying so lets clients pipeline (RFC 2920).
@@ -40,6 +41,10 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.slow_seconds:
+            import asyncio
+
+            await asyncio.sleep(self.slow_seconds)
         with self.lock:
             if self.refuse_with:
                 self.refusals += 1
