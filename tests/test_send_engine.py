@@ -9,7 +9,7 @@ from django.utils import timezone
 from newsletters import engine, rendering
 from newsletters.models import Delivery, DeliveryClaim, Issue
 from newsletters.transports import FAILED, RETRY, UNKNOWN, Result
-from subscribers.models import Subscription, Suppression
+from subscribers.models import Subscriber, Subscription, Suppression
 from subscribers.tokens import make_token
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -378,3 +378,26 @@ def test_the_links_in_an_issue_work_for_the_fan(ready_issue, no_kick, transport_
     assert subscriptions[1].status == Subscription.Status.ACTIVE
     preferences = message.get_body(("plain",)).get_content().split("/preferences/")[1].split()[0]
     assert client.get(f"/preferences/{preferences}").status_code == 200
+
+
+def test_an_idn_address_among_valid_ones_affects_nobody_else(ready_issue, subscribe, no_kick, transport_settings,
+                                                             smtp_sink):
+    """An address stored with a Unicode domain goes out in its IDNA form; a Unicode local part
+    goes with SMTPUTF8, which this relay offers; the rest of their window is delivered.
+    (A relay without SMTPUTF8 fails that one row: tests/test_idn_addresses.py.)"""
+    transport_settings(smtp_sink.url, SEND_WINDOW=20)
+    issue, subscriptions = ready_issue(n=5)
+    Subscription.objects.create(subscriber=Subscriber.objects.create(email="idn@exämple.org"),
+                                newsletter=issue.newsletter, status="active")
+    Subscription.objects.create(subscriber=Subscriber.objects.create(email="dũng@example.org"),
+                                newsletter=issue.newsletter, status="active")
+    engine.start_send(issue.pk)
+    assert drain(issue) == "done"
+    for subscription in subscriptions:
+        assert len(smtp_sink.to(subscription.subscriber.email)) == 1
+    assert len(smtp_sink.to("idn@xn--exmple-cua.org")) == 1
+    rows = dict(Delivery.objects.filter(issue=issue).values_list("subscriber__email", "status"))
+    assert rows["idn@exämple.org"] == S.SENT
+    assert rows["dũng@example.org"] == S.SENT
+    assert len(smtp_sink.to("dũng@example.org")) == 1
+    assert len(smtp_sink.messages) == 7
