@@ -137,7 +137,8 @@ class PreparedMessage:
         body_html = fill(self.html, {NAME: encode_value(html.escape(name)), **links})
         message_id = self.message_id(recipient.delivery_id)
         mailto = f"mailto:{self.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe_url.rsplit('/', 1)[-1])}"
-        to = formataddr((name, recipient.email), charset="utf-8") if name else recipient.email
+        address = recipient.email if recipient.email.isascii() else _ascii_domain(recipient.email)
+        to = formataddr((name, address), charset="utf-8") if name else address
         personal = (
             f"To: {to}\r\n"
             f"Date: {date or format_datetime_now()}\r\n"
@@ -154,6 +155,17 @@ class PreparedMessage:
             self.closing,
         ))
         return Outgoing(recipient.delivery_id, self.sender, recipient.email, message_id, raw)
+
+
+def _ascii_domain(address):
+    """The address with an IDN domain in its IDNA form, as the envelope carries it; an address that
+    cannot be converted is left as it is (the transport then fails that one message)."""
+    from .transports.smtp import idna_address
+
+    try:
+        return idna_address(address)
+    except UnicodeError:
+        return address
 
 
 def format_datetime_now():

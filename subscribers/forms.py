@@ -82,7 +82,9 @@ class SignupForm(forms.Form):
                 params={"domain": checked.domain},
             )
         self.domain = checked.ascii_domain
-        return checked.normalized
+        # An IDN domain is kept in its IDNA form (`xn--…`): one spelling per address, and the one
+        # every relay can carry.
+        return checked.ascii_email or checked.normalized
 
     def clean_name(self):
         value = self.cleaned_data["name"]

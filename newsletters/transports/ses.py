@@ -17,6 +17,7 @@ from botocore.exceptions import (
 from django.conf import settings
 
 from . import FAILED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport
+from .smtp import idna_address, needs_smtputf8
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,16 @@ class SESTransport(Transport):
         return list(self.pool.map(self._send_one, messages))
 
     def _send_one(self, message):
+        # SES takes IDN domains in their IDNA form and has no SMTPUTF8: a Unicode local part fails alone.
+        try:
+            sender, recipient = idna_address(message.sender), idna_address(message.recipient)
+        except UnicodeError as error:
+            return Result(message.delivery_id, FAILED, error=f"the domain cannot be written in IDNA (punycode): {error}")
+        if needs_smtputf8(sender, recipient):
+            return Result(message.delivery_id, FAILED, error="SES does not take non-ASCII characters before the @")
         params = {
-            "FromEmailAddress": message.sender,
-            "Destination": {"ToAddresses": [message.recipient]},
+            "FromEmailAddress": sender,
+            "Destination": {"ToAddresses": [recipient]},
             "Content": {"Raw": {"Data": message.raw}},
         }
         if self.configuration_set:

@@ -1,5 +1,6 @@
 """SMTP with a persistent connection per worker process, STARTTLS or implicit TLS."""
 
+import functools
 import logging
 import re
 import smtplib
@@ -7,6 +8,7 @@ import socket
 import ssl
 import time
 
+import idna
 from django.conf import settings
 
 from . import FAILED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport
@@ -18,6 +20,42 @@ IDLE_CHECK_SECONDS = 30
 # Replies that speak for the relay as a whole, not for one recipient: service not available,
 # local error (a relay's rate or quota), TLS or authentication temporarily unavailable.
 THROTTLE_CODES = {421, 451, 454}
+NO_SMTPUTF8 = "the address has non-ASCII characters before the @ and the relay does not offer SMTPUTF8"
+
+
+@functools.lru_cache(maxsize=4096)
+def _idna_domain(domain):
+    # UTS 46 mapping and IDNA 2008, as email-validator converts the domains a signup stores.
+    return idna.encode(domain, uts46=True).decode("ascii")
+
+
+def idna_address(address):
+    """`address` with its domain in IDNA ASCII (punycode), the local part as it is; raises UnicodeError."""
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    return f"{local}@{_idna_domain(domain)}"
+
+
+def needs_smtputf8(*addresses):
+    """True when a local part is still not ASCII (after idna_address): only SMTPUTF8 (RFC 6531) carries it."""
+    return not all(address.isascii() for address in addresses)
+
+
+class RelayLacksSMTPUTF8(Exception):
+    """Raised before any command goes out: the message needs SMTPUTF8 and this relay does not offer it."""
+
+
+def _data(raw):
+    """The message as DATA carries it, end mark included; made before MAIL FROM so a bad one sends nothing."""
+    body = raw
+    if body.startswith(b".") or b"\n." in body:  # prepared messages never need this
+        body = LEADING_DOT.sub(b"..", body)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
 
 
 class SMTPTransport(Transport):
@@ -85,21 +123,27 @@ class SMTPTransport(Transport):
             self.close()
         return Result(message.delivery_id, FAILED, error=text)
 
-    def _envelope(self, message):
+    def _envelope(self, sender, recipient):
         """MAIL FROM, RCPT TO and DATA; (code, reply) of the first refusal, or (354, b"") to go on.
 
         With PIPELINING (RFC 2920) the three commands go out in one write and their replies are
         read together: two round trips per message instead of four.
         """
         connection = self._connection()
-        commands = [f"MAIL FROM:<{message.sender}>", f"RCPT TO:<{message.recipient}>", "DATA"]
+        mail_from = f"MAIL FROM:<{sender}>"
+        if needs_smtputf8(sender, recipient):
+            if not connection.has_extn("smtputf8"):
+                raise RelayLacksSMTPUTF8()
+            mail_from += " SMTPUTF8"
+        # Sent as UTF-8 bytes: smtplib would encode a str as ASCII, and SMTPUTF8 addresses are not.
+        commands = [(command + "\r\n").encode() for command in (mail_from, f"RCPT TO:<{recipient}>", "DATA")]
         if connection.does_esmtp and connection.has_extn("pipelining"):
-            connection.send("".join(command + "\r\n" for command in commands))
+            connection.send(b"".join(commands))
             replies = [connection.getreply() for _ in commands]
         else:
             replies = []
             for command in commands:
-                connection.send(command + "\r\n")
+                connection.send(command)
                 replies.append(connection.getreply())
                 if replies[-1][0] >= 400:
                     break
@@ -112,31 +156,42 @@ class SMTPTransport(Transport):
         return 354, b""
 
     def _send_one(self, message):
+        """One message, whatever it holds: an error it causes fails it alone, never its window."""
+        try:
+            return self._hand_over(message)
+        except Exception as error:
+            log.exception("SMTP: delivery %s could not be prepared", message.delivery_id)
+            self.close()  # the conversation may have stopped halfway; the next message reconnects
+            return Result(message.delivery_id, FAILED, error=f"could not be sent: {type(error).__name__}: {error}")
+
+    def _hand_over(self, message):
         if UNSAFE_ADDRESS.search(message.sender) or UNSAFE_ADDRESS.search(message.recipient):
             return Result(message.delivery_id, FAILED, error="the address holds characters SMTP cannot carry")
+        try:
+            sender, recipient = idna_address(message.sender), idna_address(message.recipient)
+        except UnicodeError as error:
+            return Result(message.delivery_id, FAILED, error=f"the domain of the address cannot be written in IDNA (punycode): {error}")
+        data = _data(message.raw)
         # Until the message body goes out nothing has been sent, so any failure is safe to retry.
         try:
             try:
-                code, reply = self._envelope(message)
+                code, reply = self._envelope(sender, recipient)
             except smtplib.SMTPServerDisconnected:
                 self.close()  # a stale reused connection: one fresh try
-                code, reply = self._envelope(message)
+                code, reply = self._envelope(sender, recipient)
             if code != 354:
                 return self._refused(message, code, reply)
             connection = self.connection
+        except RelayLacksSMTPUTF8:
+            return Result(message.delivery_id, FAILED, error=NO_SMTPUTF8)
         except (smtplib.SMTPException, OSError, socket.timeout) as error:
             # The relay cannot be reached or dropped us before DATA: a pause for the whole send.
             self.close()
             return Result(message.delivery_id, THROTTLED, error=f"{type(error).__name__}: {error}")
 
         # From here the message is on the wire: a broken connection leaves its fate unknown.
-        body = message.raw
-        if body.startswith(b".") or b"\n." in body:  # prepared messages never need this
-            body = LEADING_DOT.sub(b"..", body)
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
         try:
-            connection.send(body + b".\r\n")
+            connection.send(data)
             code, reply = connection.getreply()
         except (smtplib.SMTPException, OSError, socket.timeout) as error:
             self.close()
