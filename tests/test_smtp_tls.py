@@ -107,3 +107,19 @@ def test_an_address_that_could_smuggle_commands_is_refused(smtp_sink, transport_
     [result] = get_transport().send([MESSAGE._replace(recipient="a@b.example>\r\nRCPT TO:<victim@x.example")])
     assert result.outcome == FAILED
     assert not smtp_sink.messages
+
+
+def test_a_4xx_at_rcpt_speaks_for_that_recipient_only(smtp_sink, transport_settings):
+    """Greylisting one address is not the relay throttling: that row retries on its own, the send goes on."""
+    from newsletters.transports import RETRY
+
+    smtp_sink.handler.refused_recipients = {"grey@fans.example": "451 4.7.1 Greylisted, try again later"}
+    transport_settings(smtp_sink.url)
+    results = get_transport().send([
+        MESSAGE._replace(delivery_id=1, recipient="grey@fans.example"),
+        MESSAGE._replace(delivery_id=2, recipient="next@fans.example"),
+    ])
+    assert [result.outcome for result in results] == [RETRY, SENT]
+    smtp_sink.refuse("451 4.3.0 Relay over its hourly quota")
+    [result] = get_transport().send([MESSAGE._replace(delivery_id=3, recipient="later@fans.example")])
+    assert result.outcome == THROTTLED

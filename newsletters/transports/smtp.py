@@ -105,7 +105,7 @@ class SMTPTransport(Transport):
     def send(self, messages):
         return [self._send_one(message) for message in messages]
 
-    def _refused(self, message, code, reply):
+    def _refused(self, message, code, reply, *, recipient_only=False):
         text = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
         if code == 421:
             self.close()  # the server is closing this connection
@@ -115,7 +115,9 @@ class SMTPTransport(Transport):
                     self.connection.rset()
             except (smtplib.SMTPException, OSError):
                 self.close()
-            return Result(message.delivery_id, THROTTLED if code in THROTTLE_CODES else RETRY, error=text)
+            # At RCPT TO a 4xx speaks for that one recipient (greylisting, a full mailbox).
+            relay_wide = code == 421 or (code in THROTTLE_CODES and not recipient_only)
+            return Result(message.delivery_id, THROTTLED if relay_wide else RETRY, error=text)
         try:
             if self.connection is not None:
                 self.connection.rset()
@@ -124,7 +126,7 @@ class SMTPTransport(Transport):
         return Result(message.delivery_id, FAILED, error=text)
 
     def _envelope(self, sender, recipient):
-        """MAIL FROM, RCPT TO and DATA; (code, reply) of the first refusal, or (354, b"") to go on.
+        """MAIL FROM, RCPT TO and DATA: (code, reply, stage 0-2) of the first refusal, or (354, b"", None).
 
         With PIPELINING (RFC 2920) the three commands go out in one write and their replies are
         read together: two round trips per message instead of four.
@@ -147,13 +149,13 @@ class SMTPTransport(Transport):
                 replies.append(connection.getreply())
                 if replies[-1][0] >= 400:
                     break
-        for (code, reply), expected in zip(replies, ((250,), (250, 251), (354,))):
+        for stage, ((code, reply), expected) in enumerate(zip(replies, ((250,), (250, 251), (354,)))):
             if code not in expected:
                 if replies[-1][0] == 354:
                     connection.send(".\r\n")  # a server that opened DATA anyway gets an empty, aborted message
                     connection.getreply()
-                return code, reply
-        return 354, b""
+                return code, reply, stage
+        return 354, b"", None
 
     def _send_one(self, message):
         """One message, whatever it holds: an error it causes fails it alone, never its window."""
@@ -175,12 +177,12 @@ class SMTPTransport(Transport):
         # Until the message body goes out nothing has been sent, so any failure is safe to retry.
         try:
             try:
-                code, reply = self._envelope(sender, recipient)
+                code, reply, stage = self._envelope(sender, recipient)
             except smtplib.SMTPServerDisconnected:
                 self.close()  # a stale reused connection: one fresh try
-                code, reply = self._envelope(sender, recipient)
+                code, reply, stage = self._envelope(sender, recipient)
             if code != 354:
-                return self._refused(message, code, reply)
+                return self._refused(message, code, reply, recipient_only=stage == 1)
             connection = self.connection
         except RelayLacksSMTPUTF8:
             return Result(message.delivery_id, FAILED, error=NO_SMTPUTF8)
