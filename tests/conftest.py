@@ -139,3 +139,20 @@ def fresh_rate_limits(settings):
     throttle.reset_counters()
     yield settings
     throttle.reset_counters()
+
+
+@pytest.fixture(autouse=True)
+def no_send_pause_left_over():
+    """A throttled send pauses every sender through Redis for minutes: one test's pause must not
+    hold up the next test's send."""
+    if not settings.REDIS_AVAILABLE:
+        yield
+        return
+    import redis
+
+    from newsletters.ratelimit import PAUSE_KEY
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(PAUSE_KEY)
+    yield
+    client.delete(PAUSE_KEY)
