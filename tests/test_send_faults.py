@@ -111,7 +111,7 @@ def test_redis_down_past_the_rate_limiters_patience_costs_nothing(ready_issue, s
     engine.start_send(issue.pk)
     env = dict(FAST, EMAIL_URL=smtp_sink.url, SEND_RATE=40, SEND_WINDOW=5, SEND_BATCH_SIZE=40,
                SEND_RATE_PATIENCE_SECONDS=1.5)
-    with start_worker(name="steady", beat=True, redis_url=own_redis.url, **env) as worker:
+    with start_worker(name="steady", beat=True, redis_url=own_redis.url, **env):
         wait_until(lambda: len(smtp_sink.messages) >= 40, 60, "the send never got going")
         own_redis.stop()
         time.sleep(6)
@@ -121,7 +121,6 @@ def test_redis_down_past_the_rate_limiters_patience_costs_nothing(ready_issue, s
     assert stalled_at < 150
     assert_exactly_once(issue, smtp_sink)  # no unknown at all: nothing crashed
     assert Delivery.objects.filter(issue=issue, status=S.SENT).count() == 150
-    assert "rows given back" in worker.log()
 
 
 def test_half_an_hour_of_throttling_fails_nothing(ready_issue, smtp_sink, start_worker):
