@@ -138,7 +138,12 @@ class PreparedMessage:
         message_id = self.message_id(recipient.delivery_id)
         mailto = f"mailto:{self.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe_url.rsplit('/', 1)[-1])}"
         address = recipient.email if recipient.email.isascii() else _ascii_domain(recipient.email)
-        to = formataddr((name, address), charset="utf-8") if name else address
+        if not name:
+            to = address
+        elif address.isascii():
+            to = formataddr((name, address), charset="utf-8")
+        else:
+            to = _named_unicode_address(name, address)
         personal = (
             f"To: {to}\r\n"
             f"Date: {date or format_datetime_now()}\r\n"
@@ -166,6 +171,12 @@ def _ascii_domain(address):
         return idna_address(address)
     except UnicodeError:
         return address
+
+
+def _named_unicode_address(name, address):
+    """`Name <address>` for a local part only SMTPUTF8 carries (raw UTF-8, RFC 6532), which formataddr
+    refuses; the name encoded as formataddr encodes it."""
+    return formataddr((name, ""), charset="utf-8").removesuffix("<>") + f"<{address}>"
 
 
 def format_datetime_now():

@@ -13,6 +13,7 @@ class Received:
     def __init__(self, envelope):
         self.mail_from = envelope.mail_from
         self.rcpt_tos = list(envelope.rcpt_tos)
+        self.smtputf8 = envelope.smtp_utf8  # MAIL FROM carried the SMTPUTF8 parameter
         self.raw = envelope.original_content or envelope.content
         self.message = email.message_from_bytes(self.raw, policy=email.policy.default)
 
@@ -65,12 +66,13 @@ def _authenticator(credentials):
 
 
 class SmtpSink:
-    """tls=None, "starttls" (required before MAIL) or "ssl" (implicit TLS); credentials=(user, password)."""
+    """tls=None, "starttls" (required before MAIL) or "ssl" (implicit TLS); credentials=(user, password);
+    smtputf8=False for a relay that does not offer SMTPUTF8 (aiosmtpd's Controller offers it by default)."""
 
-    def __init__(self, tls=None, certificate=None, credentials=None):
+    def __init__(self, tls=None, certificate=None, credentials=None, smtputf8=True):
         self.handler = SinkHandler()
         self.port = free_port()
-        options = {}
+        options = {"enable_SMTPUTF8": smtputf8}
         if tls:
             import ssl
 

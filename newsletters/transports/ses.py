@@ -28,6 +28,7 @@ THROTTLE_CODES = {
 }
 # Not accepted now, worth trying again later.
 TRANSIENT_CODES = {"ServiceUnavailable", "InternalFailure", "RequestTimeout"}
+NO_SMTPUTF8 = "the address has non-ASCII characters before the @ and SES does not support SMTPUTF8"
 
 
 class SESTransport(Transport):
@@ -66,13 +67,32 @@ class SESTransport(Transport):
         return list(self.pool.map(self._send_one, messages))
 
     def _send_one(self, message):
-        # SES takes IDN domains in their IDNA form and has no SMTPUTF8: a Unicode local part fails alone.
+        """One message, whatever it holds: an error it causes fails it alone, never its window."""
         try:
-            sender, recipient = idna_address(message.sender), idna_address(message.recipient)
+            params = self._params(message)
         except UnicodeError as error:
-            return Result(message.delivery_id, FAILED, error=f"the domain cannot be written in IDNA (punycode): {error}")
-        if needs_smtputf8(sender, recipient):
-            return Result(message.delivery_id, FAILED, error="SES does not take non-ASCII characters before the @")
+            error = f"the domain of the address cannot be written in IDNA (punycode): {error}"
+            return Result(message.delivery_id, FAILED, error=error)
+        except Exception as error:
+            log.exception("SES: delivery %s could not be prepared", message.delivery_id)
+            error = f"could not be sent: {type(error).__name__}: {error}"
+            return Result(message.delivery_id, FAILED, error=error)
+        if params is None:
+            return Result(message.delivery_id, FAILED, error=NO_SMTPUTF8)
+        try:
+            return self._call(message, params)
+        except Exception as error:
+            log.exception("SES: delivery %s: unexpected error from the call", message.delivery_id)
+            error = f"the call may have gone out: {type(error).__name__}: {error}"
+            return Result(message.delivery_id, UNKNOWN, error=error)
+
+    def _params(self, message):
+        """SendEmail's arguments with domains in IDNA ASCII, as SES wants; None for a non-ASCII local part."""
+        sender, recipient = message.sender, message.recipient
+        if not (sender.isascii() and recipient.isascii()):
+            sender, recipient = idna_address(sender), idna_address(recipient)
+            if needs_smtputf8(sender, recipient):
+                return None
         params = {
             "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [recipient]},
@@ -80,6 +100,9 @@ class SESTransport(Transport):
         }
         if self.configuration_set:
             params["ConfigurationSetName"] = self.configuration_set
+        return params
+
+    def _call(self, message, params):
         try:
             response = self.client.send_email(**params)
         except ClientError as error:

@@ -172,7 +172,8 @@ class SMTPTransport(Transport):
         try:
             sender, recipient = idna_address(message.sender), idna_address(message.recipient)
         except UnicodeError as error:
-            return Result(message.delivery_id, FAILED, error=f"the domain of the address cannot be written in IDNA (punycode): {error}")
+            error = f"the domain of the address cannot be written in IDNA (punycode): {error}"
+            return Result(message.delivery_id, FAILED, error=error)
         data = _data(message.raw)
         # Until the message body goes out nothing has been sent, so any failure is safe to retry.
         try:
