@@ -393,8 +393,9 @@ class Batch:
                 return "later", wait  # a pause: give the rows back rather than sit on them
             if wait > 0:
                 time.sleep(wait)
-            for first in range(start, min(start + window, len(batch)), group):
-                outgoing, broken = build(issue.pk, batch[first:first + group], date)
+            end = min(start + window, len(batch))
+            for first in range(start, end, group):
+                outgoing, broken = build(issue.pk, batch[first:min(first + group, end)], date)
                 if broken:
                     fail_unbuildable(self.token, broken)
                 mine = self._write([message.delivery_id for message in outgoing])

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from subscribers.addresses import normalize_email
+
 from .slugs import validate_public_slug
 
 
@@ -52,6 +54,17 @@ class Newsletter(models.Model):
 
     def __str__(self):
         return self.name
+
+    def _spell_addresses(self):
+        # An IDN domain in its IDNA form: the From and Reply-To headers and the envelope carry it as is.
+        self.sender_email, self.reply_to = normalize_email(self.sender_email), normalize_email(self.reply_to)
+
+    def clean(self):
+        self._spell_addresses()
+
+    def save(self, *args, **kwargs):
+        self._spell_addresses()
+        super().save(*args, **kwargs)
 
 
 class SocialLink(models.Model):

@@ -31,11 +31,12 @@ def envlist(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def parse_email_url(url):
+def parse_email_url(url, smtp_connections=8):
     """Turn EMAIL_URL into a transport description.
 
     outbox://                      -> stored in the database, shown in the browser
-    smtp://user:pass@host:port     -> SMTP; ?tls=starttls|ssl|none, ?timeout=seconds
+    smtp://user:pass@host:port     -> SMTP; ?tls=starttls|ssl|none, ?timeout=seconds,
+                                      ?connections=N per worker process (default smtp_connections)
     smtps://user:pass@host:port    -> SMTP over implicit TLS
     ses://REGION                   -> Amazon SES v2 (?configuration_set=NAME)
     discard://                     -> accepted and dropped (benchmarks)
@@ -57,6 +58,7 @@ def parse_email_url(url):
             "password": unquote(parts.password or ""),
             "tls": query.get("tls", default_tls).lower(),
             "timeout": float(query.get("timeout", 30)),
+            "connections": int(query.get("connections", smtp_connections)),
         }
     if scheme == "ses":
         region = parts.hostname or query.get("region") or "us-east-1"

@@ -131,7 +131,8 @@ CLIENT_IP_FROM_FORWARDED_FOR = envbool("BEHIND_TLS_PROXY", False)
 
 # Email: EMAIL_URL picks the transport; see ownedaudience/env.py for the forms.
 EMAIL_URL = envstr("EMAIL_URL", "outbox://")
-EMAIL_TRANSPORT = parse_email_url(EMAIL_URL)
+# SMTP connections per worker process, one message on each at a time (EMAIL_URL ?connections=N wins).
+EMAIL_TRANSPORT = parse_email_url(EMAIL_URL, smtp_connections=envint("SMTP_CONNECTIONS", 8))
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", f"noreply@{_site.hostname or 'localhost'}")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

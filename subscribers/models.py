@@ -3,6 +3,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .addresses import normalize_email
+
 
 class Subscriber(models.Model):
     """One person, one row per address whatever its case."""
@@ -19,6 +21,13 @@ class Subscriber(models.Model):
 
     def __str__(self):
         return self.email
+
+    def clean(self):
+        self.email = normalize_email(self.email)  # before the unique check of a form sees it
+
+    def save(self, *args, **kwargs):
+        self.email = normalize_email(self.email)  # every writer, the admin included
+        super().save(*args, **kwargs)
 
 
 class SubscriptionStatus(models.TextChoices):
@@ -96,6 +105,13 @@ class Suppression(models.Model):
 
     def __str__(self):
         return self.email
+
+    def clean(self):
+        self.email = normalize_email(self.email)
+
+    def save(self, *args, **kwargs):
+        self.email = normalize_email(self.email)  # matched against subscribers' addresses, spelled alike
+        super().save(*args, **kwargs)
 class SourceLink(models.Model):
     """A short address a creator pastes into one bio (/<slug>/r/<code>); signups through it carry its source."""
 

@@ -2,25 +2,12 @@
 
 from datetime import timedelta
 
-import idna
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from .addresses import normalize_email
 from .models import OwedEmail, Subscriber, Subscription
-
-
-def normalize_email(email):
-    """Trim, and an IDN domain in its IDNA form (`exämple.org` → `xn--exmple-cua.org`), so one
-    address has one spelling and the envelope can carry it; uniqueness ignores case entirely."""
-    email = email.strip()
-    local, at, domain = email.rpartition("@")
-    if not at or domain.isascii():
-        return email
-    try:
-        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-    except UnicodeError:
-        return email  # kept as typed; the send fails that one row with the reason
 
 
 def subscribers_by_address(email):

@@ -27,6 +27,9 @@ class SinkHandler:
         self.refused_recipients = {}  # address -> reply at RCPT TO
         self.pipelining = True
         self.slow_seconds = 0.0  # how long each DATA waits before its answer: a slow relay
+        self.data_replies = {}  # address -> reply at the end of DATA (the message is not kept)
+        self.hang_up_after_data = set()  # addresses whose DATA gets no answer: the connection drops
+        self.sessions = set()  # the client connections seen, by (host, port)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd reads commands one after another anyway; saying so lets clients pipeline (RFC 2920).
@@ -36,6 +39,8 @@ class SinkHandler:
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            self.sessions.add(session.peer)
         if address.lower() in self.refused_recipients:
             return self.refused_recipients[address.lower()]
         envelope.rcpt_tos.append(address)
@@ -46,6 +51,13 @@ class SinkHandler:
             import asyncio
 
             await asyncio.sleep(self.slow_seconds)
+        recipients = {address.lower() for address in envelope.rcpt_tos}
+        if recipients & self.hang_up_after_data:
+            server.transport.close()
+            return "421 4.3.0 gone"  # never reaches the client: the connection is closed
+        for address in recipients:
+            if address in self.data_replies:
+                return self.data_replies[address]
         with self.lock:
             if self.refuse_with:
                 self.refusals += 1

@@ -215,3 +215,70 @@ def test_through_ses_a_message_that_raises_fails_alone(moto_server):  # noqa: F8
         transport.close()
     assert [r.outcome for r in results] == [SENT, FAILED, SENT]
     assert results[1].error
+
+
+@pytest.mark.django_db
+def test_every_writer_stores_the_idna_spelling_and_a_suppression_matches_either_spelling(ready_issue, monkeypatch):
+    """The admin and the shell write through the models: a suppression typed with the Unicode
+    domain still keeps mail from the fan stored with the punycode one."""
+    from newsletters import engine
+    from newsletters.models import Delivery
+    from subscribers.models import Suppression
+
+    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    assert Subscriber.objects.create(email="other@Exämple.org").email == "other@xn--exmple-cua.org"
+    issue, subscriptions = ready_issue(n=3)
+    Subscriber.objects.filter(pk=subscriptions[0].subscriber_id).update(email=IDN_ASCII)
+    Suppression.objects.create(email="IDN@EXÄMPLE.org")
+    assert Suppression.objects.get().email == "IDN@xn--exmple-cua.org"
+    assert engine.start_send(issue.pk) == 2
+    assert not Delivery.objects.filter(issue=issue, subscriber_id=subscriptions[0].subscriber_id).exists()
+
+
+@pytest.mark.django_db
+def test_addresses_stored_before_the_change_get_their_idna_spelling():
+    import importlib
+
+    from django.apps import apps
+
+    from subscribers.models import Suppression
+
+    migration = importlib.import_module("subscribers.migrations.0004_idna_domains")
+    alone = Subscriber.objects.create(email="alone@example.org")
+    twin = Subscriber.objects.create(email="twin@xn--exmple-cua.org")
+    twin_old = Subscriber.objects.create(email="placeholder@example.org")
+    kept = Suppression.objects.create(email="gone@xn--exmple-cua.org")
+    dupe = Suppression.objects.create(email="placeholder@example.org")
+    unique = Suppression.objects.create(email="placeholder2@example.org")
+    # Rows written before: straight to the table, past the models' normalisation.
+    Subscriber.objects.filter(pk=alone.pk).update(email="alone@exämple.org")
+    Subscriber.objects.filter(pk=twin_old.pk).update(email="Twin@Exämple.org")
+    Suppression.objects.filter(pk=dupe.pk).update(email="gone@exämple.org")
+    Suppression.objects.filter(pk=unique.pk).update(email="only@exämple.org")
+    migration.forwards(apps, None)
+    assert Subscriber.objects.get(pk=alone.pk).email == "alone@xn--exmple-cua.org"
+    assert Subscriber.objects.get(pk=twin.pk).email == "twin@xn--exmple-cua.org"
+    assert Subscriber.objects.get(pk=twin_old.pk).email == "Twin@Exämple.org"  # taken: left, the send converts it
+    assert set(Suppression.objects.values_list("email", flat=True)) == {kept.email, "only@xn--exmple-cua.org"}
+
+
+@pytest.mark.django_db
+def test_a_sender_with_an_idn_domain_goes_out_in_idna_form(ready_issue, smtp_sink, transport_settings):
+    """The creator types the sender and reply-to with their Unicode domain: the headers and the
+    envelope carry the IDNA spelling, which every relay takes."""
+    from newsletters.engine import send_test
+
+    transport_settings(smtp_sink.url)
+    issue, _ = ready_issue(n=1)
+    newsletter = issue.newsletter
+    newsletter.sender_email, newsletter.reply_to = "letters@tạpchí.vn", "reply@Tạpchí.vn"
+    newsletter.full_clean()
+    newsletter.save()
+    assert newsletter.sender_email == "letters@xn--tpch-ypa4376b.vn"
+    assert newsletter.reply_to == "reply@xn--tpch-ypa4376b.vn"
+    send_test(issue.pk, "creator@fans.example")
+    [received] = smtp_sink.messages
+    assert received.mail_from == "letters@xn--tpch-ypa4376b.vn"
+    assert received.message["From"].addresses[0].addr_spec == "letters@xn--tpch-ypa4376b.vn"
+    assert received.message["Reply-To"].addresses[0].addr_spec == "reply@xn--tpch-ypa4376b.vn"
+    assert "mailto:reply@xn--tpch-ypa4376b.vn" in received.message["List-Unsubscribe"]

@@ -2,6 +2,7 @@
 
 import datetime
 import ipaddress
+import time
 
 import pytest
 from cryptography import x509
@@ -99,7 +100,7 @@ def test_a_refused_recipient_fails_alone_and_the_connection_goes_on(smtp_sink, t
     results = get_transport().send(messages)
     assert [r.outcome for r in results] == [SENT, FAILED, SENT]
     assert "550 5.1.1 No such user" in results[1].error
-    assert [m.rcpt_tos for m in smtp_sink.messages] == [["first@fans.example"], ["third@fans.example"]]
+    assert sorted(m.rcpt_tos for m in smtp_sink.messages) == [["first@fans.example"], ["third@fans.example"]]
 
 
 def test_an_address_that_could_smuggle_commands_is_refused(smtp_sink, transport_settings):
@@ -123,3 +124,36 @@ def test_a_4xx_at_rcpt_speaks_for_that_recipient_only(smtp_sink, transport_setti
     smtp_sink.refuse("451 4.3.0 Relay over its hourly quota")
     [result] = get_transport().send([MESSAGE._replace(delivery_id=3, recipient="later@fans.example")])
     assert result.outcome == THROTTLED
+
+
+def test_a_group_goes_out_side_by_side_and_each_answer_speaks_for_its_own_message(smtp_sink, transport_settings):
+    """A group is one message per connection, all on the wire at once. A refusal at the end of
+    DATA, a connection that drops before answering, and a greylisted recipient each touch their
+    own message only; the next group reuses the live connections and replaces the dropped one."""
+    from newsletters.transports import RETRY, UNKNOWN
+
+    smtp_sink.handler.slow_seconds = 0.5
+    smtp_sink.handler.data_replies = {"spam@fans.example": "554 5.7.1 Looks like spam"}
+    smtp_sink.handler.hang_up_after_data = {"lost@fans.example"}
+    smtp_sink.handler.refused_recipients = {"grey@fans.example": "450 4.2.0 Mailbox busy"}
+    transport_settings(smtp_sink.url + "?connections=6")
+    transport = get_transport()
+    assert transport.in_flight == 6
+    fans = ["a", "spam", "lost", "grey", "b", "c"]
+    started = time.monotonic()
+    results = transport.send([MESSAGE._replace(delivery_id=i, recipient=f"{fan}@fans.example")
+                              for i, fan in enumerate(fans)])
+    elapsed = time.monotonic() - started
+    assert [r.outcome for r in results] == [SENT, FAILED, UNKNOWN, RETRY, SENT, SENT]
+    assert [r.delivery_id for r in results] == list(range(6))
+    assert "554 5.7.1" in results[1].error and "450 4.2.0" in results[3].error
+    assert elapsed < 1.5  # five slow answers of 0.5 s side by side, not one after another (2.5 s)
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == ["a@fans.example", "b@fans.example",
+                                                                  "c@fans.example"]
+    connections = set(smtp_sink.handler.sessions)
+    smtp_sink.handler.slow_seconds = 0
+    again = transport.send([MESSAGE._replace(delivery_id=10 + i, recipient=f"next{i}@fans.example")
+                            for i in range(6)])
+    assert [r.outcome for r in again] == [SENT] * 6
+    reused = set(smtp_sink.handler.sessions) - connections
+    assert len(reused) == 1  # only the dropped connection was opened anew

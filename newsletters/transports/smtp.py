@@ -1,4 +1,9 @@
-"""SMTP with a persistent connection per worker process, STARTTLS or implicit TLS."""
+"""SMTP with a few persistent connections per worker process, STARTTLS or implicit TLS.
+
+A group of messages (`in_flight`, one per connection) goes out side by side: each step of
+every conversation is written before any reply is read, so the relay works on all of them at
+once and the engine writes one hand-over per group, not per message.
+"""
 
 import functools
 import logging
@@ -58,31 +63,15 @@ def _data(raw):
     return body + b".\r\n"
 
 
-class SMTPTransport(Transport):
-    name = "smtp"
+class _Relay:
+    """One persistent connection of a transport's pool."""
 
-    def __init__(self, *, host, port, username="", password="", tls="none", timeout=30.0):
-        self.host, self.port = host, port
-        self.username, self.password = username, password
-        self.tls, self.timeout = tls, timeout
-        self.window = settings.SEND_WINDOW or 20
+    def __init__(self, transport):
+        self.transport = transport
         self.connection = None
         self.last_used = 0.0
 
-    def _connect(self):
-        context = ssl.create_default_context()
-        if self.tls == "ssl":
-            connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        else:
-            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            if self.tls == "starttls":
-                connection.starttls(context=context)
-        connection.ehlo()
-        if self.username:
-            connection.login(self.username, self.password)
-        return connection
-
-    def _connection(self):
+    def open(self):
         if self.connection is not None and time.monotonic() - self.last_used > IDLE_CHECK_SECONDS:
             try:
                 if self.connection.noop()[0] != 250:
@@ -90,7 +79,7 @@ class SMTPTransport(Transport):
             except (smtplib.SMTPException, OSError):
                 self.close()
         if self.connection is None:
-            self.connection = self._connect()
+            self.connection = self.transport._connect()
         self.last_used = time.monotonic()
         return self.connection
 
@@ -102,36 +91,90 @@ class SMTPTransport(Transport):
                 pass
             self.connection = None
 
-    def send(self, messages):
-        return [self._send_one(message) for message in messages]
 
-    def _refused(self, message, code, reply, *, recipient_only=False):
+class SMTPTransport(Transport):
+    name = "smtp"
+
+    def __init__(self, *, host, port, username="", password="", tls="none", timeout=30.0, connections=8):
+        self.host, self.port = host, port
+        self.username, self.password = username, password
+        self.tls, self.timeout = tls, timeout
+        # One message on the wire per connection: a killed worker leaves at most this many unknown.
+        self.in_flight = max(1, int(connections))
+        # Messages per reservation from the rate bucket: whole groups, about 20 messages.
+        self.window = settings.SEND_WINDOW or -(-20 // self.in_flight) * self.in_flight
+        self.relays = [_Relay(self) for _ in range(self.in_flight)]
+
+    def _connect(self):
+        context = ssl.create_default_context() if self.tls in ("ssl", "starttls") else None
+        if self.tls == "ssl":
+            connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            if self.tls == "starttls":
+                connection.starttls(context=context)
+        connection.ehlo()
+        if self.username:
+            connection.login(self.username, self.password)
+        return connection
+
+    def close(self):
+        for relay in self.relays:
+            relay.close()
+
+    def send(self, messages):
+        results = []
+        for start in range(0, len(messages), self.in_flight):
+            group = messages[start:start + self.in_flight]
+            # Each conversation is a generator that yields where it waits for the relay: every
+            # conversation's commands are written before any of their replies is read.
+            conversations = [self._guarded(relay, message) for relay, message in zip(self.relays, group)]
+            outcome = [None] * len(group)
+            waiting = list(enumerate(conversations))
+            while waiting:
+                still = []
+                for index, conversation in waiting:
+                    try:
+                        next(conversation)
+                        still.append((index, conversation))
+                    except StopIteration as done:
+                        outcome[index] = done.value
+                waiting = still
+            results.extend(outcome)
+        return results
+
+    def _guarded(self, relay, message):
+        """One message, whatever it holds: an error it causes fails it alone, never its group."""
+        try:
+            return (yield from self._hand_over(relay, message))
+        except Exception as error:
+            log.exception("SMTP: delivery %s could not be prepared", message.delivery_id)
+            relay.close()  # the conversation may have stopped halfway; the next message reconnects
+            return Result(message.delivery_id, FAILED, error=f"could not be sent: {type(error).__name__}: {error}")
+
+    def _refused(self, relay, message, code, reply, *, recipient_only=False):
         text = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
         if code == 421:
-            self.close()  # the server is closing this connection
+            relay.close()  # the server is closing this connection
+        try:
+            if relay.connection is not None:
+                relay.connection.rset()
+        except (smtplib.SMTPException, OSError):
+            relay.close()
         if 400 <= code < 500:
-            try:
-                if self.connection is not None:
-                    self.connection.rset()
-            except (smtplib.SMTPException, OSError):
-                self.close()
             # At RCPT TO a 4xx speaks for that one recipient (greylisting, a full mailbox).
             relay_wide = code == 421 or (code in THROTTLE_CODES and not recipient_only)
             return Result(message.delivery_id, THROTTLED if relay_wide else RETRY, error=text)
-        try:
-            if self.connection is not None:
-                self.connection.rset()
-        except (smtplib.SMTPException, OSError):
-            self.close()
         return Result(message.delivery_id, FAILED, error=text)
 
-    def _envelope(self, sender, recipient):
-        """MAIL FROM, RCPT TO and DATA: (code, reply, stage 0-2) of the first refusal, or (354, b"", None).
+    def _envelope(self, relay, sender, recipient):
+        """MAIL FROM, RCPT TO and DATA (a generator): (code, reply, stage 0-2) of the first refusal,
+        or (354, b"", None).
 
         With PIPELINING (RFC 2920) the three commands go out in one write and their replies are
         read together: two round trips per message instead of four.
         """
-        connection = self._connection()
+        connection = relay.open()
         mail_from = f"MAIL FROM:<{sender}>"
         if needs_smtputf8(sender, recipient):
             if not connection.has_extn("smtputf8"):
@@ -141,11 +184,13 @@ class SMTPTransport(Transport):
         commands = [(command + "\r\n").encode() for command in (mail_from, f"RCPT TO:<{recipient}>", "DATA")]
         if connection.does_esmtp and connection.has_extn("pipelining"):
             connection.send(b"".join(commands))
+            yield
             replies = [connection.getreply() for _ in commands]
         else:
             replies = []
             for command in commands:
                 connection.send(command)
+                yield
                 replies.append(connection.getreply())
                 if replies[-1][0] >= 400:
                     break
@@ -157,16 +202,7 @@ class SMTPTransport(Transport):
                 return code, reply, stage
         return 354, b"", None
 
-    def _send_one(self, message):
-        """One message, whatever it holds: an error it causes fails it alone, never its window."""
-        try:
-            return self._hand_over(message)
-        except Exception as error:
-            log.exception("SMTP: delivery %s could not be prepared", message.delivery_id)
-            self.close()  # the conversation may have stopped halfway; the next message reconnects
-            return Result(message.delivery_id, FAILED, error=f"could not be sent: {type(error).__name__}: {error}")
-
-    def _hand_over(self, message):
+    def _hand_over(self, relay, message):
         if UNSAFE_ADDRESS.search(message.sender) or UNSAFE_ADDRESS.search(message.recipient):
             return Result(message.delivery_id, FAILED, error="the address holds characters SMTP cannot carry")
         try:
@@ -178,27 +214,28 @@ class SMTPTransport(Transport):
         # Until the message body goes out nothing has been sent, so any failure is safe to retry.
         try:
             try:
-                code, reply, stage = self._envelope(sender, recipient)
+                code, reply, stage = yield from self._envelope(relay, sender, recipient)
             except smtplib.SMTPServerDisconnected:
-                self.close()  # a stale reused connection: one fresh try
-                code, reply, stage = self._envelope(sender, recipient)
+                relay.close()  # a stale reused connection: one fresh try
+                code, reply, stage = yield from self._envelope(relay, sender, recipient)
             if code != 354:
-                return self._refused(message, code, reply, recipient_only=stage == 1)
-            connection = self.connection
+                return self._refused(relay, message, code, reply, recipient_only=stage == 1)
+            connection = relay.connection
         except RelayLacksSMTPUTF8:
             return Result(message.delivery_id, FAILED, error=NO_SMTPUTF8)
         except (smtplib.SMTPException, OSError, socket.timeout) as error:
             # The relay cannot be reached or dropped us before DATA: a pause for the whole send.
-            self.close()
+            relay.close()
             return Result(message.delivery_id, THROTTLED, error=f"{type(error).__name__}: {error}")
 
         # From here the message is on the wire: a broken connection leaves its fate unknown.
         try:
             connection.send(data)
+            yield
             code, reply = connection.getreply()
         except (smtplib.SMTPException, OSError, socket.timeout) as error:
-            self.close()
+            relay.close()
             return Result(message.delivery_id, UNKNOWN, error=f"connection lost after the message was sent: {error}")
         if code != 250:
-            return self._refused(message, code, reply)
+            return self._refused(relay, message, code, reply)
         return Result(message.delivery_id, SENT, provider_id=message.message_id)
