@@ -21,12 +21,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, DateTimeField, F, Min, Q, Value
-from django.db.models.functions import Coalesce, Lower, Now
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from subscribers.models import Subscriber, Subscription, Suppression
 
-from . import ratelimit, rendering
+from . import ratelimit, rendering, selectors
 from .mime import PreparedMessage, Recipient, format_datetime_now, shared_headers
 from .models import Delivery, DeliveryClaim, Issue, Rendition
 from .transports import FAILED, SENT, THROTTLED, UNKNOWN, Result, get_transport
@@ -71,19 +70,20 @@ def render_renditions(issue):
 
 
 def snapshot(issue):
-    """One Delivery per recipient, in one set-based statement; returns how many were written."""
-    d, s, p, x = (m._meta.db_table for m in (Delivery, Subscription, Subscriber, Suppression))
-    paid_only = "AND s.tier = 'paid'" if issue.audience == Issue.Audience.PAID else ""
+    """One Delivery per recipient, in one set-based statement; returns how many were written.
+
+    The recipients are the audience selector's rows (subscribers.selectors.audience), compiled
+    into the INSERT ... SELECT, so the snapshot and every count of the audience agree."""
+    audience = selectors.issue_audience(issue).order_by().values("subscriber_id", "tier")
+    select, params = audience.query.sql_with_params()
     sql = f"""
-        INSERT INTO {d} (issue_id, subscriber_id, variant, status, attempts, claimed_by, message_id, error)
-        SELECT %s, s.subscriber_id, s.tier, 'pending', 0, '', '', ''
-        FROM {s} s JOIN {p} p ON p.id = s.subscriber_id
-        WHERE s.newsletter_id = %s AND s.status = 'active' {paid_only}
-          AND NOT EXISTS (SELECT 1 FROM {x} x WHERE lower(x.email) = lower(p.email))
+        INSERT INTO {Delivery._meta.db_table}
+            (issue_id, subscriber_id, variant, status, attempts, claimed_by, message_id, error)
+        SELECT %s, a.subscriber_id, a.tier, %s, 0, '', '', '' FROM ({select}) a
         ON CONFLICT DO NOTHING
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [issue.pk, issue.newsletter_id])
+        cursor.execute(sql, [issue.pk, S.PENDING, *params])
         return cursor.rowcount
 
 
@@ -210,20 +210,14 @@ def recipients(issue, token, ids):
         .order_by("id")
         .values_list("id", "variant", "subscriber_id", "subscriber__email", "subscriber__name")
     )
-    subscriber_ids = [row[2] for row in rows]
+    # Still in the audience (the snapshot's own definition): not gone, not suppressed since.
     active = dict(
-        Subscription.objects.filter(
-            newsletter_id=issue.newsletter_id, subscriber_id__in=subscriber_ids, status=Subscription.Status.ACTIVE
-        ).values_list("subscriber_id", "id")
-    )
-    suppressed = set(
-        Suppression.objects.annotate(address=Lower("email"))
-        .filter(address__in=[row[3].lower() for row in rows])
-        .values_list("address", flat=True)
+        selectors.issue_audience(issue).filter(subscriber_id__in=[row[2] for row in rows])
+        .values_list("subscriber_id", "id")
     )
     keep, skipped = [], []
     for delivery_id, variant, subscriber_id, email, name in rows:
-        if subscriber_id in active and email.lower() not in suppressed:
+        if subscriber_id in active:
             keep.append((variant, Recipient(delivery_id, email, name, active[subscriber_id])))
         else:
             skipped.append(delivery_id)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -84,6 +85,57 @@ class Subscription(models.Model):
 
     def __str__(self):
         return f"{self.subscriber} → {self.newsletter}"
+
+
+class SubscriptionEventKind(models.TextChoices):
+    SIGNUP = "signup", _("Signed up")
+    CONFIRM = "confirm", _("Confirmed")
+    UNSUBSCRIBE = "unsubscribe", _("Unsubscribed")
+    REJOIN = "rejoin", _("Rejoined")
+    INVITE = "invite", _("Invited by the creator")
+    IMPORT = "import", _("Imported")
+    BOUNCE = "bounce", _("Bounced")
+    COMPLAINT = "complaint", _("Complained")
+    TIER = "tier", _("Tier changed")
+
+
+class SubscriptionEvent(models.Model):
+    """One change of a subscription's status or tier, appended by the one writer
+    (subscribers.services.subscription_change) and never edited: the subscription's history,
+    with the consent record of that moment."""
+
+    Kind = SubscriptionEventKind
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    from_tier = models.CharField(max_length=8, blank=True)
+    to_tier = models.CharField(max_length=8, blank=True)
+    # Who or what caused it: "fan", "creator", "operator", "system", "stripe", "import"...
+    actor = models.CharField(max_length=40)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.TextField(blank=True)
+    consent_form = models.CharField(max_length=100, blank=True)
+    consent_text = models.TextField(blank=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    consent_ip = models.GenericIPAddressField(null=True, blank=True)
+    consent_user_agent = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=SubscriptionEventKind.values), name="subscriptionevent_kind_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["subscription", "at"], name="subscriptionevent_history_idx")]
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.at:%Y-%m-%d %H:%M}"
 
 
 class Suppression(models.Model):

@@ -3,11 +3,12 @@
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from .addresses import normalize_email
-from .models import OwedEmail, Subscriber, Subscription
+from .models import OwedEmail, Subscriber, Subscription, SubscriptionEvent
 
 
 def subscribers_by_address(email):
@@ -37,11 +38,68 @@ def subscription_exists(*, email, newsletter):
     ).exists()
 
 
-def subscriptions_unsubscribe(queryset):
-    """Unsubscribe every subscription in `queryset` that is not already out; returns how many."""
-    return queryset.exclude(status=Subscription.Status.UNSUBSCRIBED).update(
-        status=Subscription.Status.UNSUBSCRIBED, unsubscribed_at=timezone.now()
+# --- The one writer of a subscription's status and tier ------------------------------------------
+
+
+def subscription_change(subscriptions, *, kind, actor, status=None, tier=None, from_statuses=None,
+                        actor_user=None, detail="", consent=None, fields=None):
+    """Every change of a subscription's status or tier goes through here, and leaves a
+    SubscriptionEvent per subscription changed, in the same transaction.
+
+    `subscriptions`: an id or a queryset. Rows whose status is not in `from_statuses` (when
+    given) are left alone, as are rows this would not change (same status and tier, no new
+    consent). `consent` (from _consent()) becomes the subscription's current consent record and
+    is kept on the event, so an earlier record is never lost. `fields`: other columns set on the
+    rows changed (dates, source). Returns the ids changed.
+    """
+    now = timezone.now()
+    queryset = subscriptions if isinstance(subscriptions, QuerySet) else Subscription.objects.filter(pk=subscriptions)
+    if from_statuses is not None:
+        queryset = queryset.filter(status__in=list(from_statuses))
+    with transaction.atomic():
+        rows = list(queryset.order_by().select_for_update(of=("self",)).values_list("id", "status", "tier"))
+        rows = [
+            row for row in rows
+            if consent or (status is not None and row[1] != status) or (tier is not None and row[2] != tier)
+        ]
+        if not rows:
+            return []
+        ids = [row[0] for row in rows]
+        changes = {"updated_at": now, **(fields or {}), **(consent or {})}
+        if status is not None:
+            changes["status"] = status
+        if tier is not None:
+            changes["tier"] = tier
+        Subscription.objects.filter(id__in=ids).update(**changes)
+        SubscriptionEvent.objects.bulk_create(
+            [
+                SubscriptionEvent(
+                    subscription_id=subscription_id, kind=kind, at=now, actor=actor, actor_user=actor_user,
+                    detail=detail, from_status=old_status, to_status=status or old_status, from_tier=old_tier,
+                    to_tier=tier or old_tier, **(consent or {}),
+                )
+                for subscription_id, old_status, old_tier in rows
+            ],
+            batch_size=1000,
+        )
+    return ids
+
+
+def _subscription_created(subscription_id, *, kind, actor, status, tier, consent, now, actor_user=None, detail=""):
+    """The first event of a subscription the writer's callers just inserted."""
+    SubscriptionEvent.objects.create(
+        subscription_id=subscription_id, kind=kind, at=now, actor=actor, actor_user=actor_user, detail=detail,
+        to_status=status, to_tier=tier, **consent,
     )
+
+
+def subscriptions_unsubscribe(queryset, *, actor="fan", actor_user=None, detail=""):
+    """Unsubscribe every subscription in `queryset` that is not already out; returns how many."""
+    statuses = [value for value in Subscription.Status.values if value != Subscription.Status.UNSUBSCRIBED]
+    return len(subscription_change(
+        queryset, kind=SubscriptionEvent.Kind.UNSUBSCRIBE, actor=actor, actor_user=actor_user, detail=detail,
+        status=Subscription.Status.UNSUBSCRIBED, from_statuses=statuses, fields={"unsubscribed_at": timezone.now()},
+    ))
 
 
 # --- Audience capture: signup, confirmation, leaving, rejoining --------------------------------
@@ -137,6 +195,21 @@ _SUBSCRIPTION_COLUMNS = (
     "consent_user_agent",
 )
 _OWED_COLUMNS = ("kind", "status", "attempts", "due_at", "claim", "error", "created_at")
+_EVENT_COLUMNS = (
+    "kind",
+    "at",
+    "from_status",
+    "to_status",
+    "from_tier",
+    "to_tier",
+    "actor",
+    "detail",
+    "consent_form",
+    "consent_text",
+    "consent_at",
+    "consent_ip",
+    "consent_user_agent",
+)
 _new_address_sql = None
 
 
@@ -155,6 +228,7 @@ def _new_address_statement():
 
         subscription_columns, subscription_values = columns(Subscription, _SUBSCRIPTION_COLUMNS)
         owed_columns, owed_values = columns(OwedEmail, _OWED_COLUMNS)
+        event_columns, event_values = columns(SubscriptionEvent, _EVENT_COLUMNS)
         _new_address_sql = f"""
             WITH new_subscriber AS (
                 INSERT INTO {quote(Subscriber._meta.db_table)} (email, name, created_at)
@@ -162,6 +236,9 @@ def _new_address_statement():
             ), new_subscription AS (
                 INSERT INTO {quote(Subscription._meta.db_table)} (subscriber_id, {subscription_columns})
                 SELECT id, {subscription_values} FROM new_subscriber RETURNING id
+            ), first_event AS (
+                INSERT INTO {quote(SubscriptionEvent._meta.db_table)} (subscription_id, {event_columns})
+                SELECT id, {event_values} FROM new_subscription
             )
             INSERT INTO {quote(OwedEmail._meta.db_table)} (subscription_id, {owed_columns})
             SELECT id, {owed_values} FROM new_subscription RETURNING subscription_id
@@ -189,11 +266,23 @@ def _signup_new_address(newsletter, email, name, source, consent, now):
         "error": "",
         "created_at": now,
     }
+    event = {
+        "kind": SubscriptionEvent.Kind.SIGNUP,
+        "at": now,
+        "from_status": "",
+        "to_status": Subscription.Status.PENDING,
+        "from_tier": "",
+        "to_tier": Subscription.Tier.FREE,
+        "actor": "fan",
+        "detail": source,
+        **consent,
+    }
     params = [
         email,
         name,
         now,
         *(subscription[name] for name in _SUBSCRIPTION_COLUMNS),
+        *(event[name] for name in _EVENT_COLUMNS),
         *(owed[name] for name in _OWED_COLUMNS),
     ]
     with connection.cursor() as cursor:
@@ -216,6 +305,8 @@ def _signup(newsletter, email, name, source, consent, now):
         **consent,
     )
     if subscription_id is not None:
+        _subscription_created(subscription_id, kind=SubscriptionEvent.Kind.SIGNUP, actor="fan", detail=source,
+                              status=Subscription.Status.PENDING, tier=Subscription.Tier.FREE, consent=consent, now=now)
         owe_email(subscription_id, OwedEmail.Kind.CONFIRMATION)
         return subscription_id, SignupOutcome.NEW
 
@@ -226,15 +317,17 @@ def _signup(newsletter, email, name, source, consent, now):
         return subscription.id, SignupOutcome.ALREADY_ACTIVE
     if subscription.status in (Subscription.Status.BOUNCED, Subscription.Status.COMPLAINED):
         return subscription.id, SignupOutcome.SUPPRESSED
-    outcome = SignupOutcome.RESENT
     if subscription.status == Subscription.Status.UNSUBSCRIBED:
+        subscription_change(
+            subscription.id, kind=SubscriptionEvent.Kind.REJOIN, actor="fan", detail=source,
+            status=Subscription.Status.PENDING, consent=consent,
+            fields={"source": source or subscription.source, "confirmed_at": None},
+        )
         outcome = SignupOutcome.REJOINING
-        subscription.status = Subscription.Status.PENDING
-        subscription.source = source or subscription.source
-        subscription.confirmed_at = None
-    for field, value in consent.items():
-        setattr(subscription, field, value)
-    subscription.save()
+    else:  # still pending: the new consent record joins the history, a fresh email is owed
+        subscription_change(subscription.id, kind=SubscriptionEvent.Kind.SIGNUP, actor="fan", detail=source,
+                            consent=consent)
+        outcome = SignupOutcome.RESENT
     owe_email(subscription.id, OwedEmail.Kind.CONFIRMATION)
     return subscription.id, outcome
 
@@ -253,19 +346,21 @@ def subscription_confirm(*, subscription_id):
         )
         if subscription is None or subscription.status != Subscription.Status.PENDING:
             return subscription, False
-        subscription.status = Subscription.Status.ACTIVE
-        subscription.confirmed_at = timezone.now()
-        subscription.unsubscribed_at = None
-        subscription.save(update_fields=["status", "confirmed_at", "unsubscribed_at", "updated_at"])
+        subscription_change(
+            subscription.id, kind=SubscriptionEvent.Kind.CONFIRM, actor="fan", status=Subscription.Status.ACTIVE,
+            from_statuses=[Subscription.Status.PENDING],
+            fields={"confirmed_at": timezone.now(), "unsubscribed_at": None},
+        )
+        subscription.refresh_from_db()
         newsletter = subscription.newsletter
         if newsletter.welcome_subject.strip() and newsletter.welcome_body.strip():
             owe_email(subscription.id, OwedEmail.Kind.WELCOME)
     return subscription, True
 
 
-def subscription_unsubscribe(*, subscription_id):
-    """Leave one newsletter. Repeating it changes nothing. Returns the subscription or None."""
-    subscriptions_unsubscribe(Subscription.objects.filter(id=subscription_id))
+def subscription_unsubscribe(*, subscription_id, detail=""):
+    """The fan leaves one newsletter. Repeating it changes nothing. Returns the subscription or None."""
+    subscriptions_unsubscribe(Subscription.objects.filter(id=subscription_id), actor="fan", detail=detail)
     return Subscription.objects.select_related("newsletter", "subscriber").filter(id=subscription_id).first()
 
 
@@ -275,10 +370,10 @@ def subscription_rejoin(*, subscription, consent_text, ip=None, user_agent=""):
         return False
     now = timezone.now()
     consent = _consent(form="preferences", consent_text=consent_text, ip=ip, user_agent=user_agent, now=now)
-    changed = Subscription.objects.filter(
-        id=subscription.id, status__in=[Subscription.Status.UNSUBSCRIBED, Subscription.Status.PENDING]
-    ).update(
-        status=Subscription.Status.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now, **consent
+    changed = subscription_change(
+        subscription.id, kind=SubscriptionEvent.Kind.REJOIN, actor="fan", status=Subscription.Status.ACTIVE,
+        from_statuses=[Subscription.Status.UNSUBSCRIBED, Subscription.Status.PENDING], consent=consent,
+        fields={"confirmed_at": now, "unsubscribed_at": None},
     )
     return bool(changed)
 
@@ -327,7 +422,27 @@ def subscriber_data(subscriber):
                 "unsubscribed_at": subscription.unsubscribed_at.isoformat()
                 if subscription.unsubscribed_at
                 else None,
+                "history": [_event_data(event) for event in subscription.events.all()],
             }
-            for subscription in subscriber.subscriptions.select_related("newsletter").order_by("created_at")
+            for subscription in subscriber.subscriptions.select_related("newsletter")
+            .prefetch_related("events").order_by("created_at")
         ],
+    }
+
+
+def _event_data(event):
+    return {
+        "kind": event.kind,
+        "at": event.at.isoformat(),
+        "status": [event.from_status, event.to_status],
+        "tier": [event.from_tier, event.to_tier],
+        "by": event.actor,
+        "detail": event.detail,
+        "consent": {
+            "form": event.consent_form,
+            "text": event.consent_text,
+            "at": event.consent_at.isoformat() if event.consent_at else None,
+            "ip": event.consent_ip,
+            "user_agent": event.consent_user_agent,
+        } if event.consent_at else None,
     }

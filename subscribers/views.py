@@ -80,7 +80,10 @@ def unsubscribe(request, token):
     if subscription_id is None:
         return _bad_link(request, status=400 if request.method == "POST" else 404)
     if request.method == "POST":
-        subscription = services.subscription_unsubscribe(subscription_id=subscription_id)
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+        subscription = services.subscription_unsubscribe(
+            subscription_id=subscription_id, detail="one-click (RFC 8058)" if one_click else "unsubscribe page"
+        )
     if subscription is None:
         # Deleted by the creator: as far as the fan is concerned, they are off the list.
         return _page(request, "subscribers/unsubscribed.html", {"subscription": None})
@@ -115,7 +118,7 @@ def preferences(request, token):
                 status=400,
             )
         if action == "leave":
-            services.subscription_unsubscribe(subscription_id=target.id)
+            services.subscription_unsubscribe(subscription_id=target.id, detail="preferences page")
         elif action == "rejoin":
             with translation.override(target.newsletter.language):
                 consent = _("Rejoined %(name)s from the preference page.") % {"name": target.newsletter.name}
