@@ -18,7 +18,17 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=true for local development).")
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production-0123456789"
 
-SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def _run_site_url(address):
+    """Where `make run` serves (RUN_ADDRESS, as runserver takes it: PORT, HOST:PORT, [V6]:PORT)."""
+    host, _, port = address.strip().rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"http://{host}:{port or 8000}"
+
+
+# Without SITE_URL, links in emails, snippets and OpenGraph tags point where `make run` serves.
+SITE_URL = (envstr("SITE_URL") or _run_site_url(envstr("RUN_ADDRESS", "127.0.0.1:8000"))).rstrip("/")
 _site = urlsplit(SITE_URL)
 SITE_IS_HTTPS = _site.scheme == "https"
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS") or [_site.hostname or "localhost"]
@@ -74,7 +84,15 @@ DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'ownedaudience.s
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20}
+    # `make run`: the web server, worker and beat write one file. WAL lets readers go on beside the
+    # writer; IMMEDIATE takes the write lock when a transaction begins, so a writer waits its turn (the
+    # busy timeout, in seconds) instead of failing with "database is locked" when a read-then-write
+    # transaction (the outbox dispatcher's claim) cannot upgrade its lock.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: Celery broker and cache. Without REDIS_URL, a broker that needs no server.
@@ -161,6 +179,9 @@ def _mailer(transport):
 MAILERS = {"default": _mailer(EMAIL_TRANSPORT), "transactional": _mailer(EMAIL_TRANSPORT)}
 
 # The send engine (see ARCHITECTURE.md). 0 means "pick for me".
+SES_MAX_IN_FLIGHT = envint("SES_MAX_IN_FLIGHT", 8)  # SES calls at once per worker process
+# An SES-compatible endpoint (a test double, a proxy); boto3's own variable is AWS_ENDPOINT_URL_SESV2.
+AWS_ENDPOINT_URL_SES = envstr("AWS_ENDPOINT_URL_SES", "")
 SEND_RATE = envfloat("SEND_RATE", 0)  # messages/s for the whole account; 0: SES's max rate, or none
 SEND_CHAINS = envint("SEND_CHAINS", 4)  # batches of one issue worked on at once
 SEND_BATCH_SIZE = envint("SEND_BATCH_SIZE", 500)

@@ -22,13 +22,14 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
 @pytest.fixture
-def aws_env(monkeypatch):
+def aws_env(monkeypatch, settings):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
     def point_at(url):
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SES", url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SES", url)  # for worker processes started by the test
+        settings.AWS_ENDPOINT_URL_SES = url
 
     return point_at
 

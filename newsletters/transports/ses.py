@@ -1,7 +1,6 @@
 """Amazon SES v2 SendEmail with raw MIME: one boto3 client per process, several calls in flight."""
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -35,7 +34,7 @@ class SESTransport(Transport):
     name = "ses"
 
     def __init__(self, *, region, configuration_set=""):
-        self.in_flight = int(os.environ.get("SES_MAX_IN_FLIGHT", "8"))
+        self.in_flight = settings.SES_MAX_IN_FLIGHT
         # The engine hands over `in_flight` messages at a time (all of them on the wire at
         # once) and reserves rate for a window of several such rounds.
         self.window = settings.SEND_WINDOW or self.in_flight * 4
@@ -46,7 +45,7 @@ class SESTransport(Transport):
             "sesv2",
             region_name=region,
             # An SES-compatible endpoint (a test double, a proxy); boto3's own variable is AWS_ENDPOINT_URL_SESV2.
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SES") or None,
+            endpoint_url=settings.AWS_ENDPOINT_URL_SES or None,
             config=Config(
                 retries={"total_max_attempts": 1},
                 max_pool_connections=self.in_flight,
