@@ -8,21 +8,23 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
-from ownedaudience.scoping import CreatorScopedAdmin
+from ownedaudience.scoping import CreatorScopedAdmin, CreatorScopedTabularInline
 from subscribers.models import SourceLink, Subscription
 
 from . import embed, engine, rendering, selectors
 from .models import Delivery, Issue, Newsletter, OutboxMessage, SocialLink
 
 
-class SocialLinkInline(admin.TabularInline):
+class SocialLinkInline(CreatorScopedTabularInline):
     model = SocialLink
+    owner_path = "newsletter__owners"
     extra = 1
     fields = ("label", "url", "position")
 
 
-class SourceLinkInline(admin.TabularInline):
+class SourceLinkInline(CreatorScopedTabularInline):
     model = SourceLink
+    owner_path = "newsletter__owners"
     extra = 1
     fields = ("source", "code", "short_url", "visits")
     readonly_fields = ("short_url", "visits")
@@ -44,6 +46,7 @@ class NewsletterAdmin(CreatorScopedAdmin):
     owner_path = "owners"
     list_display = ("name", "slug", "language", "active_subscribers")
     search_fields = ("name", "slug")
+    ordering = ("name",)  # explicit: the model's own ordering does not survive the annotation below
     prepopulated_fields = {"slug": ("name",)}
     inlines = [SocialLinkInline, SourceLinkInline]
     fieldsets = [
@@ -275,7 +278,7 @@ class DeliveryAdmin(CreatorScopedAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(CreatorScopedAdmin):
     """The dev outbox, read in the browser; a creator sees the mail of their own newsletters."""
 
     list_display = ("subject", "to", "mailer", "newsletter_slug", "created_at")
@@ -285,12 +288,10 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     readonly_fields = fields
     change_form_template = "admin/newsletters/outboxmessage/change_form.html"
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
+    def owned(self, request):
+        # No foreign key: a message belongs to the newsletter named in its X-Newsletter header.
         slugs = Newsletter.objects.filter(owners=request.user).values("slug")
-        return queryset.filter(newsletter_slug__in=slugs)
+        return OutboxMessage.objects.filter(newsletter_slug__in=slugs).values("pk")
 
     def has_add_permission(self, request):
         return False

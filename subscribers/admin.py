@@ -2,24 +2,21 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.translation import ngettext
 
-from ownedaudience.scoping import CreatorScopedAdmin
+from ownedaudience.scoping import CreatorScopedAdmin, CreatorScopedTabularInline
 
 from . import services
 from .models import OwedEmail, Subscriber, Subscription, Suppression
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(CreatorScopedTabularInline):
+    """A shared subscriber's page lists only the creator's own subscriptions of theirs."""
+
     model = Subscription
+    owner_path = "newsletter__owners"
     extra = 0
     fields = ("newsletter", "status", "tier", "source", "confirmed_at")
     readonly_fields = ("newsletter", "status", "tier", "source", "confirmed_at")
     can_delete = False
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(newsletter__owners=request.user)
 
     def has_add_permission(self, request, obj=None):
         return False
