@@ -24,6 +24,7 @@ CREATOR_PERMISSIONS = {
         "subscription": ("view", "add", "change", "delete"),
         "sourcelink": ("view", "add", "change", "delete"),
         "owedemail": ("view",),
+        "subscriptionevent": ("view",),
     },
 }
 

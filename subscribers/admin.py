@@ -1,11 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ownedaudience.scoping import CreatorScopedAdmin, CreatorScopedTabularInline
 
 from . import services
-from .models import OwedEmail, Subscriber, Subscription, Suppression
+from .models import OwedEmail, Subscriber, Subscription, SubscriptionEvent, Suppression
 
 
 class SubscriptionInline(CreatorScopedTabularInline):
@@ -36,27 +37,50 @@ class SubscriberAdmin(CreatorScopedAdmin):
 
 
 class SubscriptionAddForm(forms.ModelForm):
-    """Adding by address: the subscriber row is found or made, never picked from a list."""
+    """Adding by address: an invitation (a confirmation email), or, with the creator's word that
+    the address opted in already, active at once. A status or a tier is never typed."""
 
-    email = forms.EmailField(max_length=254)
-    name = forms.CharField(max_length=200, required=False)
+    email = forms.EmailField(label=_("Email address"), max_length=254)
+    name = forms.CharField(label=_("Name"), max_length=200, required=False)
+    attested = forms.BooleanField(
+        label=_("This address already opted in to this list"), required=False,
+        help_text=_("Tick only if this person agreed to receive this newsletter (for example on the platform "
+                    "you are moving from): they become active without a confirmation email, and your "
+                    "declaration is kept as their consent record. Unticked, they are sent an invitation to "
+                    "confirm, and get nothing else until they do."),
+    )
 
     class Meta:
         model = Subscription
-        fields = ("newsletter", "status", "tier", "source")
+        fields = ("newsletter", "source")
 
     def clean(self):
         cleaned = super().clean()
         email, newsletter = cleaned.get("email"), cleaned.get("newsletter")
         if email and newsletter and services.subscription_exists(email=email, newsletter=newsletter):
-            raise forms.ValidationError(f"{email} is already on the list of {newsletter}.")
+            raise forms.ValidationError(
+                _("%(email)s is already on the list of %(newsletter)s.") % {"email": email, "newsletter": newsletter}
+            )
         return cleaned
 
-    def save(self, commit=True):
-        self.instance.subscriber = services.subscriber_ensure(
-            email=self.cleaned_data["email"], name=self.cleaned_data.get("name", "")
-        )
-        return super().save(commit=commit)
+
+class SubscriptionEventInline(CreatorScopedTabularInline):
+    """The subscription's history, as the one writer recorded it: read only."""
+
+    model = SubscriptionEvent
+    owner_path = "subscription__newsletter__owners"
+    extra = 0
+    can_delete = False
+    fields = ("at", "kind", "from_status", "to_status", "from_tier", "to_tier", "actor", "actor_user", "detail",
+              "consent_form", "consent_at", "consent_ip")
+    readonly_fields = fields
+    ordering = ("at", "id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Subscription)
@@ -67,8 +91,14 @@ class SubscriptionAdmin(CreatorScopedAdmin):
     search_fields = ("subscriber__email", "subscriber__name", "source")
     list_select_related = ("subscriber", "newsletter")
     actions = ["unsubscribe_selected"]
+    inlines = [SubscriptionEventInline]
+    # Status and tier change only through the one writer (subscribers.services.subscription_change):
+    # by the fan, by actions here, by billing; never by typing them in.
     readonly_fields = (
         "subscriber",
+        "newsletter",
+        "status",
+        "tier",
         "consent_form",
         "consent_text",
         "consent_at",
@@ -87,15 +117,33 @@ class SubscriptionAdmin(CreatorScopedAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("email", "name", "newsletter", "status", "tier", "source")
-        return ("subscriber", "newsletter", "status", "tier", "source") + self.readonly_fields[1:]
+            return ("email", "name", "newsletter", "source", "attested")
+        return ("subscriber", "newsletter", "status", "tier", "source") + self.readonly_fields[4:]
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else self.readonly_fields + ("newsletter",)
+        return () if obj is None else self.readonly_fields
 
-    @admin.action(description="Unsubscribe the selected subscriptions")
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)  # the source only: the rest is read-only
+            return
+        data = form.cleaned_data
+        created = services.subscription_add_by_creator(
+            newsletter=data["newsletter"], email=data["email"], name=data.get("name", ""),
+            source=data.get("source", ""), attested=data.get("attested", False), user=request.user,
+        )
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    @admin.action(description=_("Unsubscribe the selected subscriptions"))
     def unsubscribe_selected(self, request, queryset):
-        changed = services.subscriptions_unsubscribe(queryset)
+        changed = services.subscriptions_unsubscribe(
+            queryset, actor="operator" if request.user.is_superuser else "creator", actor_user=request.user,
+            detail="admin action",
+        )
         self.message_user(
             request,
             ngettext("%d subscription unsubscribed.", "%d subscriptions unsubscribed.", changed) % changed,

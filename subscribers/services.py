@@ -102,6 +102,40 @@ def subscriptions_unsubscribe(queryset, *, actor="fan", actor_user=None, detail=
     ))
 
 
+def subscription_add_by_creator(*, newsletter, email, user, name="", source="", attested=False):
+    """A creator puts an address on their list by hand.
+
+    Without `attested` it is an invitation: the subscription is pending and the address is sent a
+    confirmation email; nobody is mailed an issue before they say yes. With `attested` the creator
+    declares that this address already opted in to this list (on their old platform, on paper):
+    active at once, and the declaration, who made it and when, is its consent record. Both are
+    recorded as the subscription's first event. Returns the subscription.
+    """
+    now = timezone.now()
+    who = user.get_username()
+    if attested:
+        kind, status = SubscriptionEvent.Kind.IMPORT, Subscription.Status.ACTIVE
+        consent = _consent(form="attested", ip=None, user_agent="", now=now, consent_text=(
+            f"{who} declared that this address opted in to {newsletter.name} before it was added by hand."
+        ))
+    else:
+        kind, status = SubscriptionEvent.Kind.INVITE, Subscription.Status.PENDING
+        # Not consent yet: the fan gives it, or not, by confirming.
+        consent = {"consent_form": "invitation", "consent_text": "", "consent_at": None, "consent_ip": None,
+                   "consent_user_agent": ""}
+    with transaction.atomic():
+        subscriber = subscriber_ensure(email=email, name=name)
+        subscription = Subscription.objects.create(
+            subscriber=subscriber, newsletter=newsletter, status=status, tier=Subscription.Tier.FREE,
+            source=source[:100], confirmed_at=now if attested else None, **consent,
+        )
+        _subscription_created(subscription.id, kind=kind, actor="creator", actor_user=user, status=status,
+                              tier=Subscription.Tier.FREE, consent=consent, now=now, detail="added by hand")
+        if not attested:
+            owe_email(subscription.id, OwedEmail.Kind.CONFIRMATION)
+    return subscription
+
+
 # --- Audience capture: signup, confirmation, leaving, rejoining --------------------------------
 
 
