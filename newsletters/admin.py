@@ -289,9 +289,8 @@ class OutboxMessageAdmin(CreatorScopedAdmin):
     change_form_template = "admin/newsletters/outboxmessage/change_form.html"
 
     def owned(self, request):
-        # No foreign key: a message belongs to the newsletter named in its X-Newsletter header.
-        slugs = Newsletter.objects.filter(owners=request.user).values("slug")
-        return OutboxMessage.objects.filter(newsletter_slug__in=slugs).values("pk")
+        # Filed by newsletter id when it was kept, never by a name that can change hands.
+        return OutboxMessage.objects.filter(newsletter__owners=request.user).values("pk")
 
     def has_add_permission(self, request):
         return False

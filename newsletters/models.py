@@ -222,6 +222,11 @@ class OutboxMessage(models.Model):
     """The dev outbox: with EMAIL_URL=outbox:// every email lands here instead of the internet."""
 
     mailer = models.CharField(max_length=40, blank=True)
+    # Whose mail this is, by id: found from the X-Newsletter header when the message is kept, so a
+    # newsletter renamed later, or a new one given the old name, never sees another's messages.
+    newsletter = models.ForeignKey(
+        Newsletter, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     newsletter_slug = models.SlugField(max_length=60, blank=True, help_text=_("From the X-Newsletter header."))
     from_email = models.CharField(max_length=300)
     to = models.TextField(help_text=_("Recipients, one per line."))

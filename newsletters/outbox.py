@@ -13,13 +13,24 @@ def _html_alternative(message):
     return ""
 
 
+def newsletter_ids(slugs):
+    """The newsletter each X-Newsletter slug names now, by id: what a kept message is filed under."""
+    from .models import Newsletter
+
+    wanted = {slug for slug in slugs if slug}
+    return dict(Newsletter.objects.filter(slug__in=wanted).values_list("slug", "id")) if wanted else {}
+
+
 class OutboxBackend(BaseEmailBackend):
     def send_messages(self, email_messages):
         from .models import OutboxMessage
 
+        messages = [message for message in email_messages if message.recipients()]
+        ids = newsletter_ids(message.extra_headers.get(NEWSLETTER_HEADER, "")[:60] for message in messages)
         rows = [
             OutboxMessage(
                 mailer=self.alias or "",
+                newsletter_id=ids.get(message.extra_headers.get(NEWSLETTER_HEADER, "")[:60]),
                 newsletter_slug=message.extra_headers.get(NEWSLETTER_HEADER, "")[:60],
                 from_email=message.from_email,
                 to="\n".join(message.recipients()),
@@ -28,8 +39,7 @@ class OutboxBackend(BaseEmailBackend):
                 html_body=_html_alternative(message),
                 raw=message.message().as_bytes(),
             )
-            for message in email_messages
-            if message.recipients()
+            for message in messages
         ]
         OutboxMessage.objects.bulk_create(rows)
         return len(rows)

@@ -39,7 +39,7 @@ def _creator(make_creator, subscribe, word):
     SocialLink.objects.create(newsletter=gazette, label=f"{word}-socials", url=f"https://{word}.example/social")
     SourceLink.objects.create(newsletter=gazette, source=f"{word}-bio", code=f"{word}-bio")
     outbox = OutboxMessage.objects.create(
-        mailer=f"{word}-mailer", newsletter_slug=gazette.slug, from_email=f"news@{word}.example",
+        mailer=f"{word}-mailer", newsletter=gazette, newsletter_slug=gazette.slug, from_email=f"news@{word}.example",
         to=one.subscriber.email, subject=f"{word.title()} outbox subject", raw=b"",
     )
     return {"user": user, "gazette": gazette, "extra": extra, "draft": draft, "sent": sent,

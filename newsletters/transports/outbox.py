@@ -5,7 +5,7 @@ import email.policy
 
 from django.conf import settings
 
-from ..outbox import NEWSLETTER_HEADER
+from ..outbox import NEWSLETTER_HEADER, newsletter_ids
 from . import SENT, Result, Transport
 
 
@@ -24,12 +24,15 @@ class OutboxTransport(Transport):
     def send(self, messages):
         from ..models import OutboxMessage
 
+        parsed_messages = [email.message_from_bytes(m.raw, policy=email.policy.default) for m in messages]
+        slugs = [str(parsed.get(NEWSLETTER_HEADER, ""))[:60] for parsed in parsed_messages]
+        ids = newsletter_ids(slugs)
         rows = []
-        for message in messages:
-            parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
+        for message, parsed, slug in zip(messages, parsed_messages, slugs, strict=True):
             rows.append(OutboxMessage(
                 mailer="bulk",
-                newsletter_slug=str(parsed.get(NEWSLETTER_HEADER, ""))[:60],
+                newsletter_id=ids.get(slug),
+                newsletter_slug=slug,
                 from_email=str(parsed["From"]),
                 to=message.recipient,
                 subject=str(parsed["Subject"]),
