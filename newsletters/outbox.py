@@ -27,6 +27,9 @@ class OutboxBackend(BaseEmailBackend):
 
         messages = [message for message in email_messages if message.recipients()]
         ids = newsletter_ids(message.extra_headers.get(NEWSLETTER_HEADER, "")[:60] for message in messages)
+        mimes = [message.message() for message in messages]
+        for message, mime in zip(messages, mimes, strict=True):
+            message.provider_id = str(mime["Message-ID"] or "")[:300]
         rows = [
             OutboxMessage(
                 mailer=self.alias or "",
@@ -37,9 +40,9 @@ class OutboxBackend(BaseEmailBackend):
                 subject=message.subject,
                 text_body=message.body,
                 html_body=_html_alternative(message),
-                raw=message.message().as_bytes(),
+                raw=mime.as_bytes(),
             )
-            for message in messages
+            for message, mime in zip(messages, mimes, strict=True)
         ]
         OutboxMessage.objects.bulk_create(rows)
         return len(rows)

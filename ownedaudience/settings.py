@@ -158,20 +158,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 def _mailer(transport):
     if transport["transport"] == "outbox":
         return {"BACKEND": "newsletters.outbox.OutboxBackend"}
-    if transport["transport"] == "smtp":
-        return {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {
-                "host": transport["host"],
-                "port": transport["port"],
-                "username": transport["username"],
-                "password": transport["password"],
-                "use_tls": transport["tls"] == "starttls",
-                "use_ssl": transport["tls"] == "ssl",
-                "timeout": transport["timeout"],
-            },
-        }
-    # SES and discard go through the send engine's own transports.
+    # SMTP, SES and discard: through the send engine's own transports, so transactional mail
+    # is read the same way as bulk mail (an answer lost after DATA is "unknown", never resent).
     return {"BACKEND": "newsletters.transports.backend.TransportEmailBackend"}
 
 

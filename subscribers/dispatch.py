@@ -12,9 +12,10 @@ import time
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.mail import mailers
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from .models import OwedEmail
@@ -137,7 +138,7 @@ def send_owed(ids):
     )
     if not claimed:
         return 0  # a duplicated or redelivered task: someone else has them
-    sent, skipped = [], []
+    sent, skipped = {}, []
     connection_ = mailers["transactional"]
     try:
         for owed in claimed:
@@ -150,14 +151,23 @@ def send_owed(ids):
             except Exception as error:
                 _record_failure(owed, error)
                 connection_.close()  # a broken SMTP session must not poison the next message
+                if getattr(error, "outcome", None) == "throttled":
+                    break  # the relay says slow down: the rest of the task goes back, costing nothing
                 continue
-            sent.append(owed.id)
+            sent[owed.id] = getattr(message, "provider_id", "") or str(message.extra_headers.get("Message-ID", ""))
     finally:
         connection_.close()
         finished = timezone.now()
         if sent:
-            OwedEmail.objects.filter(id__in=sent, status=Status.SENDING).update(
-                status=Status.SENT, sent_at=finished, error=""
+            OwedEmail.objects.filter(id__in=list(sent), status=Status.SENDING).update(
+                status=Status.SENT, sent_at=finished, error="",
+                message_id=Case(*[When(id=i, then=Value(mid[:300])) for i, mid in sent.items()], default=Value("")),
+            )
+        untouched = [owed.id for owed in claimed if owed.id not in sent and owed.id not in skipped]
+        if untouched:  # after a throttled answer: back to pending as they were, the attempt given back
+            OwedEmail.objects.filter(id__in=untouched, status=Status.SENDING).update(
+                status=Status.PENDING, claim="", attempts=F("attempts") - 1,
+                due_at=finished + timedelta(seconds=settings.SEND_PAUSE_BASE_SECONDS),
             )
         if skipped:
             OwedEmail.objects.filter(id__in=skipped, status=Status.SENDING).update(
@@ -167,8 +177,23 @@ def send_owed(ids):
 
 
 def _record_failure(owed, error):
+    """What the relay or SES said decides, read as the bulk engine reads it (`error.outcome`
+    from the transports' mail backend): unknown is never sent again, throttled costs no attempt."""
     reason = f"{type(error).__name__}: {error}"[:2000]
-    if _is_transient(error) and owed.attempts < MAX_ATTEMPTS:
+    mine = OwedEmail.objects.filter(id=owed.id, status=Status.SENDING)
+    outcome = getattr(error, "outcome", None)
+    if outcome == "unknown":
+        log.error("owed email %s may have gone out: %s", owed.id, reason)
+        mine.update(status=Status.UNKNOWN, error=f"The connection broke after the message was handed over "
+                                                 f"(not resent automatically): {reason}"[:2000])
+        return
+    if outcome == "throttled":
+        log.warning("owed email %s deferred, the relay is throttling: %s", owed.id, reason)
+        mine.update(status=Status.PENDING, claim="", attempts=F("attempts") - 1, error=reason,
+                    due_at=timezone.now() + timedelta(seconds=settings.SEND_PAUSE_BASE_SECONDS))
+        return
+    transient = outcome == "retry" if outcome else _is_transient(error)
+    if transient and owed.attempts < MAX_ATTEMPTS:
         log.warning("owed email %s deferred (attempt %s): %s", owed.id, owed.attempts, reason)
         OwedEmail.objects.filter(id=owed.id, status=Status.SENDING).update(
             status=Status.PENDING, claim="", due_at=timezone.now() + retry_delay(owed.attempts), error=reason

@@ -228,7 +228,7 @@ _SUBSCRIPTION_COLUMNS = (
     "consent_ip",
     "consent_user_agent",
 )
-_OWED_COLUMNS = ("kind", "status", "attempts", "due_at", "claim", "error", "created_at")
+_OWED_COLUMNS = ("kind", "status", "attempts", "due_at", "claim", "message_id", "error", "created_at")
 _EVENT_COLUMNS = (
     "kind",
     "at",
@@ -297,6 +297,7 @@ def _signup_new_address(newsletter, email, name, source, consent, now):
         "attempts": 0,
         "due_at": now,
         "claim": "",
+        "message_id": "",
         "error": "",
         "created_at": now,
     }

@@ -25,15 +25,12 @@ def news(make_creator):
 
 
 @pytest.fixture
-def sink_mailer(smtp_sink, settings):
+def sink_mailer(smtp_sink, settings, transport_settings):
     """The transactional mailer pointed at the SMTP sink, as EMAIL_URL=smtp://… would."""
-    settings.MAILERS = {
-        **settings.MAILERS,
-        "transactional": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": smtp_sink.port, "timeout": 5},
-        },
-    }
+    from ownedaudience.settings import _mailer
+
+    transport_settings(smtp_sink.url + "?timeout=5")
+    settings.MAILERS = {**settings.MAILERS, "transactional": _mailer(settings.EMAIL_TRANSPORT)}
     return smtp_sink
 
 
@@ -87,16 +84,49 @@ def test_a_refusing_server_defers_the_email_and_it_goes_later(client, news, sink
     sink_mailer.refuse("421 4.7.0 Try again later")
     dispatch.send_owed(dispatch.claim_due())
     owed = OwedEmail.objects.get(subscription=subscription)
-    assert owed.status == "pending" and owed.attempts == 1 and "421" in owed.error
-    assert owed.due_at > timezone.now() + timedelta(seconds=20)
+    # The relay as a whole said "slow down": a pause, and the email spends no attempt on it.
+    assert owed.status == "pending" and owed.attempts == 0 and "421" in owed.error
+    assert owed.due_at > timezone.now() + timedelta(seconds=3)
     assert dispatch.claim_due() == []  # not due yet
 
     sink_mailer.accept()
     OwedEmail.objects.update(due_at=timezone.now())
     dispatch.send_owed(dispatch.claim_due())
     owed.refresh_from_db()
-    assert owed.status == "sent" and owed.attempts == 2
-    assert len(sink_mailer.to("ann@example.com")) == 1
+    assert owed.status == "sent" and owed.attempts == 1
+    [received] = sink_mailer.to("ann@example.com")
+    assert owed.message_id and owed.message_id == received.message["Message-ID"]
+
+
+def test_an_email_whose_answer_was_lost_after_data_is_never_sent_again(client, news, sink_mailer):
+    """The bulk engine's rule: once the message went out, a broken connection leaves it unknown."""
+    sign_up(client, news, "lost@example.com")
+    sign_up(client, news, "fine@example.com")
+    sink_mailer.handler.hang_up_after_data = {"lost@example.com"}
+    dispatch.send_owed(dispatch.claim_due())
+    lost = OwedEmail.objects.get(subscription__subscriber__email="lost@example.com")
+    fine = OwedEmail.objects.get(subscription__subscriber__email="fine@example.com")
+    assert lost.status == "unknown" and "not resent" in lost.error
+    assert fine.status == "sent" and fine.message_id
+    OwedEmail.objects.update(due_at=timezone.now())
+    assert dispatch.claim_due() == []  # nothing is due again: no second copy can go
+    assert dispatch.recover_stale() == (0, 0)
+
+
+def test_a_greylisted_address_retries_alone_and_a_throttling_relay_gives_the_rest_back(client, news, sink_mailer):
+    for name in ("grey", "a", "b"):
+        sign_up(client, news, f"{name}@example.com")
+    sink_mailer.handler.refused_recipients = {"grey@example.com": "450 4.2.0 Greylisted"}
+    ids = dispatch.claim_due()
+    sink_mailer.handler.data_replies = {"a@example.com": "421 4.7.0 Slow down"}
+    dispatch.send_owed(ids)
+    by_address = {owed.subscription.subscriber.email: owed for owed in OwedEmail.objects.select_related(
+        "subscription__subscriber")}
+    grey, a, b = by_address["grey@example.com"], by_address["a@example.com"], by_address["b@example.com"]
+    assert (grey.status, grey.attempts) == ("pending", 1) and "450" in grey.error  # its own retry, charged
+    assert (a.status, a.attempts) == ("pending", 0) and "421" in a.error  # throttled: a pause, no charge
+    assert (b.status, b.attempts, b.error) == ("pending", 0, "")  # never tried: given back as it was
+    assert sink_mailer.messages == []
 
 
 def test_a_permanent_refusal_fails_the_email_with_its_reason(client, news, sink_mailer):
