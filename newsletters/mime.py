@@ -75,13 +75,21 @@ def _crlf(text):
 def shared_headers(issue):
     """The header block every recipient's copy shares, folded and encoded by the email package."""
     newsletter = issue.newsletter
+
+    def one_line(value):
+        # The models refuse line breaks here, but a row saved before that must not break the send
+        # (the email package refuses the header) or add a header of its own.
+        return " ".join(HEADER_UNSAFE.sub(" ", value or "").split())
+
+    name = one_line(newsletter.name)
     message = EmailMessage(policy=SMTP)
-    message["From"] = formataddr((newsletter.sender_name or newsletter.name, newsletter.sender_email))
-    if newsletter.reply_to:
-        message["Reply-To"] = newsletter.reply_to
-    message["Subject"] = issue.title
+    message["From"] = formataddr((one_line(newsletter.sender_name) or name, one_line(newsletter.sender_email)))
+    reply_to = one_line(newsletter.reply_to)
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Subject"] = one_line(issue.title)
     site_host = settings.SITE_URL.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
-    message["List-Id"] = f"{newsletter.name} <{newsletter.slug}.{site_host}>"
+    message["List-Id"] = f"{name} <{newsletter.slug}.{site_host}>"
     message[NEWSLETTER_HEADER] = newsletter.slug
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["MIME-Version"] = "1.0"
@@ -102,7 +110,9 @@ class PreparedMessage:
         self.issue_id = issue.pk
         self.sender = newsletter.sender_email
         self.domain = newsletter.sender_email.rsplit("@", 1)[-1]
-        self.unsubscribe_mailto = unsubscribe_mailto or newsletter.reply_to or newsletter.sender_email
+        # Into every copy's List-Unsubscribe header: no whitespace or control character can ride along.
+        mailto = unsubscribe_mailto or newsletter.reply_to or newsletter.sender_email
+        self.unsubscribe_mailto = re.sub(r"[\x00-\x20\x7f<>]", "", mailto)
         self.boundary = f"=_oa_{secrets.token_hex(12)}"
         self.head = (
             headers

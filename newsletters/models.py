@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from subscribers.addresses import normalize_email
 
 from .slugs import validate_public_slug
+from .validators import validate_header_safe
 
 
 class Newsletter(models.Model):
@@ -18,11 +19,11 @@ class Newsletter(models.Model):
         max_length=60, unique=True, validators=[validate_public_slug],
         help_text=_("The page's address: /slug/. Words the site itself uses are reserved."),
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_header_safe])
     description = models.TextField(blank=True)
-    sender_name = models.CharField(max_length=200, blank=True)
-    sender_email = models.EmailField(blank=True)
-    reply_to = models.EmailField(blank=True)
+    sender_name = models.CharField(max_length=200, blank=True, validators=[validate_header_safe])
+    sender_email = models.EmailField(blank=True, validators=[validate_header_safe])
+    reply_to = models.EmailField(blank=True, validators=[validate_header_safe])
     postal_address = models.TextField(
         blank=True, help_text=_("Shown in every email's footer; the law in most countries asks for it.")
     )
@@ -37,7 +38,7 @@ class Newsletter(models.Model):
         help_text=_("Shown under the signup form and kept with each signup. Empty: a standard sentence."),
     )
     # Sent once a fan confirms, when both are filled in.
-    welcome_subject = models.CharField(max_length=200, blank=True)
+    welcome_subject = models.CharField(max_length=200, blank=True, validators=[validate_header_safe])
     welcome_body = models.TextField(
         blank=True, help_text=_("Plain text; blank lines make paragraphs and links become clickable.")
     )
@@ -100,7 +101,7 @@ class Issue(models.Model):
     Audience = IssueAudience
 
     newsletter = models.ForeignKey(Newsletter, on_delete=models.CASCADE, related_name="issues")
-    title = models.CharField(max_length=300)
+    title = models.CharField(max_length=300, validators=[validate_header_safe])
     slug = models.SlugField(max_length=120)
     body_markdown = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)

@@ -5,6 +5,7 @@ recipient's copy fills in (see mime.py).
 """
 
 import re
+import xml.etree.ElementTree as etree
 from html.parser import HTMLParser
 
 import css_inline
@@ -15,6 +16,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
+from markdown.inlinepatterns import InlineProcessor, SimpleTextInlineProcessor
 
 # Filled per recipient; chosen so that no Markdown, HTML or URL escaping touches them.
 NAME = "%%OA_NAME%%"
@@ -22,12 +24,105 @@ UNSUBSCRIBE_URL = "%%OA_UNSUBSCRIBE_URL%%"
 PREFERENCES_URL = "%%OA_PREFERENCES_URL%%"
 NAME_TAG = re.compile(r"\{\{\s*name\s*\}\}")
 
-MARKDOWN_EXTENSIONS = ["extra", "sane_lists", "smarty"]
 ALLOWED_TAGS = nh3.ALLOWED_TAGS - {"map", "area"}
 FORBIDDEN_TAGS = {"script", "iframe", "object", "embed", "form", "input", "button", "style", "link", "meta",
                   "frame", "frameset", "applet", "base", "svg", "math", "textarea", "select"}
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What no rendered part may hold: neither an email nor the feed's XML can carry it.
+UNSAFE_OUTPUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+
+# Emphasis as Markdown 3.10 read it. The rewrite in 3.11 (DelimiterProcessor) pairs runs such as
+# `*a **b*` wrongly and cuts text at the wrong offsets, through the placeholders that earlier
+# inline patterns (raw HTML, code, links) leave in it: words vanish and `\x02klzzwxh:0000\x03`
+# reaches the email, the web page and the feed. These patterns each match a whole span and never
+# split a placeholder (it holds no `*` or `_`).
+NOT_EMPHASIS = r"((^|(?<=\s))(\*{1,3}|_{1,3})(?=\s|$))"  # a lone run between spaces stays literal
+ASTERISK_EMPHASIS = [
+    (r"(\*)\1{2}(.+?)\1(.*?)\1{2}", "inner first", "strong,em"),  # ***strongem*** or ***em*strong**
+    (r"(\*)\1{2}(.+?)\1{2}(.*?)\1", "inner first", "em,strong"),  # ***strong**em*
+    (r"(\*)\1(?!\1)([^*]+?)\1(?!\1)(.+?)\1{3}", "inner last", "strong,em"),  # **strong*em***
+    (r"(\*{2})(.+?)\1", "single", "strong"),
+    (r"(\*)([^\*]+)\1", "single", "em"),
+]
+UNDERSCORE_EMPHASIS = [  # never inside a word: snake_case stays as it is
+    (r"(_)\1{2}(.+?)\1(.*?)\1{2}", "inner first", "strong,em"),
+    (r"(_)\1{2}(.+?)\1{2}(.*?)\1", "inner first", "em,strong"),
+    (r"(?<!\w)(\_)\1(?!\1)(.+?)(?<!\w)\1(?!\1)(.+?)\1{3}(?!\w)", "inner last", "strong,em"),
+    (r"(?<!\w)(_{2})(?!_)(.+?)(?<!_)\1(?!\w)", "single", "strong"),
+    (r"(?<!\w)(_)(?!_)(.+?)(?<!_)\1(?!\w)", "single", "em"),
+]
+
+
+class _Emphasis(InlineProcessor):
+    """Strong and em at a run of `token`: the first pattern matching there wins, and the text
+    inside gets the patterns after it."""
+
+    def __init__(self, token, patterns):
+        super().__init__(re.escape(token))
+        self.patterns = [(re.compile(regex, re.DOTALL), shape, tags.split(",")) for regex, shape, tags in patterns]
+
+    def handleMatch(self, m, data):
+        for index, (pattern, shape, tags) in enumerate(self.patterns):
+            found = pattern.match(data, m.start(0))
+            if found:
+                return self._element(found, shape, tags, index), found.start(0), found.end(0)
+        return None, None, None
+
+    def _element(self, m, shape, tags, index):
+        outer = etree.Element(tags[0])
+        if shape == "single":  # <outer>2</outer>
+            self._fill(m.group(2), outer, None, index)
+            return outer
+        inner = etree.Element(tags[1])
+        if shape == "inner first":  # <outer><inner>2</inner>3</outer>
+            self._fill(m.group(2), inner, None, index)
+            outer.append(inner)
+            self._fill(m.group(3), outer, inner, index)
+        else:  # <outer>2<inner>3</inner></outer>
+            self._fill(m.group(2), outer, None, index)
+            outer.append(inner)
+            self._fill(m.group(3), inner, None, index)
+        return outer
+
+    def _fill(self, data, parent, last, index):
+        """`data` into `parent` after its child `last`, the patterns after `index` applied."""
+        offset = pos = 0
+        while pos < len(data):
+            matched = False
+            if self.compiled_re.match(data, pos):
+                for sub, (pattern, shape, tags) in enumerate(self.patterns[index + 1:], start=index + 1):
+                    found = pattern.match(data, pos)
+                    if found:
+                        _add_text(parent, last, data[offset:found.start(0)])
+                        last = self._element(found, shape, tags, sub)
+                        parent.append(last)
+                        offset = pos = found.end(0)
+                        matched = True
+            if not matched:
+                pos += 1
+        _add_text(parent, last, data[offset:])
+
+
+def _add_text(parent, last, text):
+    if text:
+        if last is not None:
+            last.tail = text
+        else:
+            parent.text = text
+
+
+class EmphasisExtension(markdown.Extension):
+    def extendMarkdown(self, md):
+        md.inlinePatterns.deregister("em_strong", strict=False)
+        md.delimiters = None  # 3.11 keeps its emphasis processor here; it is gone
+        md.inlinePatterns.register(SimpleTextInlineProcessor(NOT_EMPHASIS), "not_strong", 70)
+        md.inlinePatterns.register(_Emphasis("*", ASTERISK_EMPHASIS), "em_strong", 60)
+        md.inlinePatterns.register(_Emphasis("_", UNDERSCORE_EMPHASIS), "em_strong2", 50)
+
+
+MARKDOWN_EXTENSIONS = ["extra", "sane_lists", "smarty", EmphasisExtension()]
 
 
 class _TagScanner(HTMLParser):
@@ -51,7 +146,14 @@ def markdown_to_html(body):
     """Markdown to sanitized HTML; merge tags are left as placeholders."""
     html = markdown.markdown(body, extensions=MARKDOWN_EXTENSIONS, output_format="html")
     html = nh3.clean(html, tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"}, link_rel="noopener")
-    return NAME_TAG.sub(NAME, html)
+    # nh3 reads a character reference as the character: `&#1;` would come out as a raw control character.
+    return NAME_TAG.sub(NAME, UNSAFE_OUTPUT.sub("", html))
+
+
+def markdown_to_text(body):
+    """The body as the plain-text part shows it: Markdown as typed, merge tags left as placeholders."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    return NAME_TAG.sub(NAME, UNSAFE_OUTPUT.sub("", text))
 
 
 def body_problems(body):
@@ -103,7 +205,7 @@ def render_issue(issue, variant):
         "issue": issue,
         "newsletter": newsletter,
         "body_html": body_html,
-        "body_text": NAME_TAG.sub(NAME, issue.body_markdown.replace("\r\n", "\n")),
+        "body_text": markdown_to_text(issue.body_markdown),
         "web_url": issue_url(issue),
         "unsubscribe_url": UNSUBSCRIBE_URL,
         "preferences_url": PREFERENCES_URL,

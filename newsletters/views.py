@@ -1,5 +1,7 @@
 """The public archive: an issue's web version, the list of issues, and the RSS feed."""
 
+import re
+
 from django.contrib.syndication.views import Feed
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
@@ -40,6 +42,15 @@ def archive(request, slug):
         })
 
 
+# What XML 1.0 cannot carry at all; the feed would answer 500 (or be unreadable) on one of them in
+# an issue sent before rendering dropped them, or in a name saved straight to the database.
+XML_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value):
+    return XML_UNSAFE.sub("", value or "")
+
+
 class IssueFeed(Feed):
     def get_object(self, request, slug):
         newsletter = Newsletter.objects.filter(slug=slug).first()
@@ -48,22 +59,22 @@ class IssueFeed(Feed):
         return newsletter
 
     def title(self, newsletter):
-        return newsletter.name
+        return xml_text(newsletter.name)
 
     def link(self, newsletter):
         return f"/{newsletter.slug}/issues/"
 
     def description(self, newsletter):
-        return newsletter.description
+        return xml_text(newsletter.description)
 
     def items(self, newsletter):
         return public_issues(newsletter)[:50]
 
     def item_title(self, issue):
-        return issue.title
+        return xml_text(issue.title)
 
     def item_description(self, issue):
-        return "" if issue.audience == Issue.Audience.PAID else web_body(issue)
+        return "" if issue.audience == Issue.Audience.PAID else xml_text(web_body(issue))
 
     def item_link(self, issue):
         return f"/{issue.newsletter.slug}/issues/{issue.slug}/"

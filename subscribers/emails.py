@@ -6,6 +6,7 @@ with a plain-text and an HTML part and the X-Newsletter header the dev outbox fi
 """
 
 import json
+import re
 from email.utils import formataddr
 
 from django.conf import settings
@@ -24,6 +25,10 @@ from .tokens import make_token
 # Named in newsletters.outbox as well; the dev outbox shows a creator the mail carrying their slug.
 NEWSLETTER_HEADER = "X-Newsletter"
 
+# The models refuse line breaks in these fields, but a row saved before that (or written straight to
+# the database) must still give a message that builds, and no header of its own.
+HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+
 
 def absolute(view_name, token):
     return settings.SITE_URL + reverse(view_name, args=[token])
@@ -41,10 +46,14 @@ def confirm_url(subscription_id):
     return absolute("subscribers:confirm", make_token("confirm", subscription_id))
 
 
+def one_line(value):
+    """A value for an email header: control characters (line breaks first) read as a space."""
+    return HEADER_UNSAFE.sub(" ", value or "").strip()
+
+
 def sender_of(newsletter):
-    return formataddr(
-        (newsletter.sender_name or newsletter.name, newsletter.sender_email or settings.DEFAULT_FROM_EMAIL)
-    )
+    name = one_line(newsletter.sender_name) or one_line(newsletter.name)
+    return formataddr((name, one_line(newsletter.sender_email) or settings.DEFAULT_FROM_EMAIL))
 
 
 def _message(subscription, *, subject, template, context, headers=None):
@@ -52,13 +61,15 @@ def _message(subscription, *, subject, template, context, headers=None):
     context = {"newsletter": newsletter, "site_url": settings.SITE_URL, **context}
     text = render_to_string(f"subscribers/email/{template}.txt", context)
     html = render_to_string(f"subscribers/email/{template}.html", context)
+    reply_to = one_line(newsletter.reply_to)
+    headers = {NEWSLETTER_HEADER: newsletter.slug, **(headers or {})}
     message = EmailMultiAlternatives(
-        subject=subject,
+        subject=one_line(subject),
         body=text,
         from_email=sender_of(newsletter),
         to=[subscription.subscriber.email],
-        reply_to=[newsletter.reply_to] if newsletter.reply_to else None,
-        headers={NEWSLETTER_HEADER: newsletter.slug, **(headers or {})},
+        reply_to=[reply_to] if reply_to else None,
+        headers={name: one_line(value) for name, value in headers.items()},
     )
     message.attach_alternative(html, "text/html")
     return message
