@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -8,6 +7,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
+from ownedaudience import links
 from ownedaudience.scoping import CreatorScopedAdmin, CreatorScopedTabularInline
 from subscribers.models import SourceLink, Subscription
 
@@ -35,7 +35,7 @@ class SourceLinkInline(CreatorScopedTabularInline):
     def short_url(self, obj):
         if not obj.pk:
             return "—"
-        return f"{settings.SITE_URL}/{obj.newsletter.slug}/r/{obj.code}"
+        return links.short_link(obj)
 
 
 AUDIENCE_DISPLAY = ("public_page", "embed_forms", "signups_by_source")
@@ -76,7 +76,7 @@ class NewsletterAdmin(CreatorScopedAdmin):
     def public_page(self, obj):
         if not obj.pk:
             return "—"
-        url = f"{settings.SITE_URL}/{obj.slug}/"
+        url = links.page(obj)
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a> (add <code>?ref=tiktok</code> '
                            "or use a short link below to see where fans come from)", url, url)
 
@@ -86,13 +86,12 @@ class NewsletterAdmin(CreatorScopedAdmin):
             return "—"
         return format_html(
             "<p>Plain HTML: works on any site, even with JavaScript off; the answer opens on this site.</p>"
-            '<textarea readonly rows="12" cols="90" style="font-family:monospace" '
-            'onclick="this.select()">{}</textarea>'
+            '<textarea readonly rows="12" cols="90">{}</textarea>'
             "<p>Frame: the answer shows inside the form, in place.</p>"
-            '<textarea readonly rows="3" cols="90" style="font-family:monospace" onclick="this.select()">{}</textarea>'
+            '<textarea readonly rows="3" cols="90">{}</textarea>'
             "<p>Your own JavaScript can also POST <code>email</code> to <code>{}</code> with "
             "<code>Accept: application/json</code> and read <code>{{\"ok\": …, \"message\": …}}</code>.</p>",
-            embed.html_snippet(obj), embed.iframe_snippet(obj), f"{settings.SITE_URL}/{obj.slug}/subscribe",
+            embed.html_snippet(obj), embed.iframe_snippet(obj), links.subscribe(obj),
         )
 
     @admin.display(description="signups by source")

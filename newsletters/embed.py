@@ -1,9 +1,10 @@
 """The copy-paste forms a creator puts on other sites, as the admin shows them."""
 
-from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.html import escape
+
+from ownedaudience import links
 
 from .site import consent_text_for
 
@@ -15,7 +16,7 @@ def html_snippet(newsletter, source="embed"):
             "newsletters/site/snippet.html",
             {
                 "newsletter": newsletter,
-                "action": f"{settings.SITE_URL}/{newsletter.slug}/subscribe",
+                "action": links.subscribe(newsletter),
                 "source": source,
                 "consent_text": consent_text_for(newsletter),
             },
@@ -24,7 +25,7 @@ def html_snippet(newsletter, source="embed"):
 
 def iframe_snippet(newsletter, source="embed"):
     """The framed form: the answer (and its errors) show inside the frame, in place."""
-    src = f"{settings.SITE_URL}/{newsletter.slug}/embed?ref={source}"
+    src = links.embed(newsletter, source)
     return (
         f'<iframe src="{escape(src)}" title="{escape(newsletter.name)}" loading="lazy" '
         f'style="border:0;width:100%;max-width:32rem;height:320px"></iframe>'

@@ -24,7 +24,6 @@ from django.db.models import Count, DateTimeField, F, Min, Q, Value
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-
 from . import ratelimit, rendering, selectors
 from .mime import PreparedMessage, Recipient, format_datetime_now, shared_headers
 from .models import Delivery, DeliveryClaim, Issue, Rendition

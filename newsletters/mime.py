@@ -16,9 +16,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from urllib.parse import quote
 
-from django.conf import settings
-
-from subscribers.tokens import make_token
+from ownedaudience import links
 
 from .outbox import NEWSLETTER_HEADER
 from .rendering import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL
@@ -88,8 +86,7 @@ def shared_headers(issue):
     if reply_to:
         message["Reply-To"] = reply_to
     message["Subject"] = one_line(issue.title)
-    site_host = settings.SITE_URL.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
-    message["List-Id"] = f"{name} <{newsletter.slug}.{site_host}>"
+    message["List-Id"] = f"{name} <{newsletter.slug}.{links.site_host()}>"
     message[NEWSLETTER_HEADER] = newsletter.slug
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["MIME-Version"] = "1.0"
@@ -97,11 +94,8 @@ def shared_headers(issue):
 
 
 def link(purpose, subscription_id):
-    """The fan's own link for `purpose`: the paths of subscribers:unsubscribe and subscribers:preferences.
-
-    Built by hand rather than with reverse(): it runs twice per message of every send.
-    """
-    return f"{settings.SITE_URL}/{purpose}/{make_token(purpose, subscription_id)}"
+    """The fan's own link for `purpose` (ownedaudience.links.fan)."""
+    return links.fan(purpose, subscription_id)
 
 
 class PreparedMessage:

@@ -11,12 +11,12 @@ from html.parser import HTMLParser
 import css_inline
 import markdown
 import nh3
-from django.conf import settings
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from markdown.inlinepatterns import InlineProcessor, SimpleTextInlineProcessor
+
+from ownedaudience import links
 
 # Filled per recipient; chosen so that no Markdown, HTML or URL escaping touches them.
 NAME = "%%OA_NAME%%"
@@ -192,9 +192,7 @@ def issue_problems(issue):
 
 
 def issue_url(issue):
-    return settings.SITE_URL + reverse(
-        "newsletters:issue_detail", kwargs={"slug": issue.newsletter.slug, "issue_slug": issue.slug}
-    )
+    return links.issue(issue)
 
 
 def render_issue(issue, variant):

@@ -14,11 +14,12 @@ from django.db.models import F
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, render
-from django.urls import NoReverseMatch, reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.views.decorators.csp import csp_override
 from django.views.decorators.csrf import csrf_exempt
 
+from ownedaudience import links
 from subscribers import services as subscriber_services
 from subscribers.forms import FORMS, SignupForm, clean_source
 from subscribers.models import SourceLink
@@ -41,10 +42,7 @@ def consent_text_for(newsletter):
 
 
 def issue_url(newsletter, issue):
-    try:
-        return reverse("newsletters:issue_detail", kwargs={"slug": newsletter.slug, "issue_slug": issue.slug})
-    except NoReverseMatch:
-        return f"/{newsletter.slug}/issues/{issue.slug}/"
+    return links.issue(issue, absolute_url=False)
 
 
 def _source_from(data):
@@ -72,8 +70,8 @@ def _page_context(request, newsletter, *, source="", form_email="", errors=None)
         "issues": issues,
         "source": source,
         "consent_text": consent_text_for(newsletter),
-        "page_url": f"{settings.SITE_URL}/{newsletter.slug}/",
-        "subscribe_action": f"/{newsletter.slug}/subscribe",
+        "page_url": links.page(newsletter),
+        "subscribe_action": links.subscribe(newsletter, absolute_url=False),
         "form_email": form_email,
         "errors": errors or [],
     }
@@ -109,19 +107,21 @@ def _render_embed(request, newsletter, *, status=200, done=False, source="", for
     context = {
         "newsletter": newsletter,
         "consent_text": consent_text_for(newsletter),
-        "subscribe_action": f"/{newsletter.slug}/subscribe",
+        "subscribe_action": links.subscribe(newsletter, absolute_url=False),
         "source": source,
         "done": done,
         "form_email": form_email,
         "errors": errors or [],
-        "page_url": f"{settings.SITE_URL}/{newsletter.slug}/",
+        "page_url": links.page(newsletter),
     }
-    response = _in_language(
-        newsletter, lambda: render(request, "newsletters/site/embed.html", context, status=status)
-    )
+    response = _in_language(newsletter, lambda: _embed_page(request, context, status))
     response.xframe_options_exempt = True  # meant to sit in an iframe on the creator's own site
-    response.headers["Content-Security-Policy"] = "frame-ancestors *"
     return response
+
+
+@csp_override(settings.CSP_EMBED)  # frameable from any origin; see settings
+def _embed_page(request, context, status):
+    return render(request, "newsletters/site/embed.html", context, status=status)
 
 
 def embed(request, slug):

@@ -7,6 +7,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils import translation
 
+from ownedaudience import links
+
 from . import rendering
 from .models import Issue, Newsletter, Rendition
 
@@ -62,7 +64,7 @@ class IssueFeed(Feed):
         return xml_text(newsletter.name)
 
     def link(self, newsletter):
-        return f"/{newsletter.slug}/issues/"
+        return links.archive(newsletter)
 
     def description(self, newsletter):
         return xml_text(newsletter.description)
@@ -77,7 +79,7 @@ class IssueFeed(Feed):
         return "" if issue.audience == Issue.Audience.PAID else xml_text(web_body(issue))
 
     def item_link(self, issue):
-        return f"/{issue.newsletter.slug}/issues/{issue.slug}/"
+        return links.issue(issue)
 
     def item_pubdate(self, issue):
         return issue.sent_at

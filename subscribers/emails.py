@@ -13,14 +13,14 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.defaultfilters import linebreaks_filter, urlize
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import translation
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
+from ownedaudience import links
+
 from .models import OwedEmail, Subscription
-from .tokens import make_token
 
 # Named in newsletters.outbox as well; the dev outbox shows a creator the mail carrying their slug.
 NEWSLETTER_HEADER = "X-Newsletter"
@@ -30,20 +30,16 @@ NEWSLETTER_HEADER = "X-Newsletter"
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def absolute(view_name, token):
-    return settings.SITE_URL + reverse(view_name, args=[token])
-
-
 def unsubscribe_url(subscription_id):
-    return absolute("subscribers:unsubscribe", make_token("unsubscribe", subscription_id))
+    return links.fan("unsubscribe", subscription_id)
 
 
 def preferences_url(subscription_id):
-    return absolute("subscribers:preferences", make_token("preferences", subscription_id))
+    return links.fan("preferences", subscription_id)
 
 
 def confirm_url(subscription_id):
-    return absolute("subscribers:confirm", make_token("confirm", subscription_id))
+    return links.fan("confirm", subscription_id)
 
 
 def one_line(value):

@@ -178,7 +178,7 @@ def test_one_address_cannot_be_mail_bombed(client, news, settings):
 def test_the_iframe_form_answers_inside_the_frame(client, news):
     embed = client.get(f"/{news.slug}/embed?ref=blog")
     assert embed.status_code == 200
-    assert "X-Frame-Options" not in embed and embed["Content-Security-Policy"] == "frame-ancestors *"
+    assert "X-Frame-Options" not in embed and "frame-ancestors *" in embed["Content-Security-Policy"]
     assert 'name="form" value="iframe"' in embed.content.decode()
     done = post(client, news, {"email": "i@example.com", "form": "iframe", "ref": "blog"})
     assert "X-Frame-Options" not in done
