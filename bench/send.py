@@ -151,7 +151,7 @@ def stop_worker(process):
 
 def timed_send(issue, email_url, concurrency, chains):
     """Seconds from kicking a started issue until it is sent, and the worker's peak memory."""
-    from newsletters import engine
+    from delivery import engine
     from newsletters.models import Issue
 
     worker = start_worker(email_url, concurrency)
@@ -168,7 +168,7 @@ def timed_send(issue, email_url, concurrency, chains):
 
 
 def snapshot_issue(newsletter, slug):
-    from newsletters import engine
+    from delivery import engine
 
     issue = new_issue(newsletter, slug)
     kick, engine.kick = engine.kick, (lambda *a, **k: None)
@@ -186,8 +186,8 @@ def run(n, concurrency, chains, django_newsletter_n, skip_django_newsletter, eng
 
     fresh_database()
     django.setup()
-    from newsletters.engine import prepared
-    from newsletters.mime import Recipient
+    from delivery.engine import prepared
+    from delivery.mime import Recipient
 
     log(f"[n={n}] seeding")
     newsletter = seed(n)

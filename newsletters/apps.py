@@ -17,4 +17,6 @@ class NewslettersConfig(AppConfig):
     verbose_name = "Publishing"
 
     def ready(self):
-        post_migrate.connect(_refresh_creators_group, sender=self, dispatch_uid="newsletters.creators_group")
+        # After every app's post_migrate (the permissions of a model moved to another app exist only
+        # once that app's turn has come); a few queries each time.
+        post_migrate.connect(_refresh_creators_group, dispatch_uid="newsletters.creators_group")

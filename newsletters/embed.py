@@ -3,17 +3,23 @@
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.html import escape
+from django.utils.translation import gettext as _
 
 from ownedaudience import links
 
-from .site import consent_text_for
+
+def consent_text_for(newsletter):
+    """What the fan agrees to under the form, in the active language."""
+    return newsletter.consent_text.strip() or _(
+        "By subscribing you agree to receive emails from %(name)s. Every email has a one-click unsubscribe link."
+    ) % {"name": newsletter.name}
 
 
 def html_snippet(newsletter, source="embed"):
     """A plain HTML form: works from any origin with JavaScript off; the answer opens on our site."""
     with translation.override(newsletter.language):
         return render_to_string(
-            "newsletters/site/snippet.html",
+            "newsletters/snippet.html",
             {
                 "newsletter": newsletter,
                 "action": links.subscribe(newsletter),

@@ -16,6 +16,8 @@ CREATOR_PERMISSIONS = {
         "newsletter": ("view", "add", "change"),
         "sociallink": ("view", "add", "change", "delete"),
         "issue": ("view", "add", "change", "delete"),
+    },
+    "delivery": {
         "delivery": ("view",),
         "outboxmessage": ("view",),
     },

@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "subscribers",
     "billing",
     "newsletters",
+    "delivery",
+    "pages",
 ]
 
 MIDDLEWARE = [
@@ -168,10 +170,10 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 def _mailer(transport):
     if transport["transport"] == "outbox":
-        return {"BACKEND": "newsletters.outbox.OutboxBackend"}
+        return {"BACKEND": "delivery.outbox.OutboxBackend"}
     # SMTP, SES and discard: through the send engine's own transports, so transactional mail
     # is read the same way as bulk mail (an answer lost after DATA is "unknown", never resent).
-    return {"BACKEND": "newsletters.transports.backend.TransportEmailBackend"}
+    return {"BACKEND": "delivery.transports.backend.TransportEmailBackend"}
 
 
 # "transactional" carries confirmations, login codes and receipts; "default" is Django's own.
@@ -250,8 +252,8 @@ _CARD_PAGE = "subscribers/templates/subscribers/page.html"  # the base of them a
 SECURE_CSP = {
     "default-src": [CSP.NONE],
     "style-src": _inline_hashes(
-        "style", _CARD_PAGE, "newsletters/templates/newsletters/site/page.html",
-        "newsletters/templates/newsletters/site/base.html",
+        "style", _CARD_PAGE, "pages/templates/pages/page.html",
+        "pages/templates/pages/base.html",
     ),
     "img-src": [CSP.SELF, "https:", "http:"],
     "form-action": [CSP.SELF],
@@ -259,7 +261,7 @@ SECURE_CSP = {
     "frame-ancestors": [CSP.NONE],
 }
 # /<slug>/embed sits in an iframe on any site, and its script posts the form to this site.
-_EMBED_PAGE = "newsletters/templates/newsletters/site/embed.html"
+_EMBED_PAGE = "pages/templates/pages/embed.html"
 CSP_EMBED = {
     **SECURE_CSP,
     "style-src": _inline_hashes("style", _CARD_PAGE, _EMBED_PAGE),

@@ -33,7 +33,7 @@ _admin_patterns, _admin_app, _admin_namespace = admin.site.urls
 @csp_override(settings.CSP_OUTBOX_PREVIEW)
 def outbox_html(request, pk):
     """A dev outbox message's HTML alone, for the frame on its admin page (see CSP_OUTBOX_PREVIEW)."""
-    from newsletters.models import OutboxMessage
+    from delivery.models import OutboxMessage
 
     model_admin = admin.site.get_model_admin(OutboxMessage)
     message = get_object_or_404(model_admin.get_queryset(request), pk=pk)
@@ -51,7 +51,7 @@ urlpatterns = [
     path("admin/outbox/<int:pk>/html", admin.site.admin_view(outbox_html), name="outbox_html"),
     path("admin/", (_with_policy(_admin_patterns, settings.CSP_ADMIN), _admin_app, _admin_namespace)),
     path("", include("subscribers.urls")),
-    path("", include("newsletters.urls")),
+    path("", include("pages.issue_urls")),
     # Last: /<slug>/… matches any word, so every fixed route above must come first.
-    path("", include("newsletters.site_urls")),
+    path("", include("pages.urls")),
 ]

@@ -22,7 +22,7 @@ from ownedaudience import links
 
 from .models import OwedEmail, Subscription
 
-# Named in newsletters.outbox as well; the dev outbox shows a creator the mail carrying their slug.
+# Named in delivery.outbox as well; the dev outbox shows a creator the mail carrying their slug.
 NEWSLETTER_HEADER = "X-Newsletter"
 
 # The models refuse line breaks in these fields, but a row saved before that (or written straight to

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from .addresses import normalize_email
 from .models import OwedEmail, Subscriber, Subscription, SubscriptionEvent
+from .nudge import nudge_after_commit
 
 
 def subscribers_by_address(email):
@@ -184,12 +185,6 @@ def _consent(*, form, consent_text, ip, user_agent, now):
         "consent_ip": ip,
         "consent_user_agent": (user_agent or "")[:500],
     }
-
-
-def nudge_after_commit():
-    from .dispatch import nudge_after_commit
-
-    nudge_after_commit()
 
 
 def owe_email(subscription_id, kind):

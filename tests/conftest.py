@@ -92,7 +92,7 @@ def start_worker(tmp_path, database_url):
 @pytest.fixture
 def transport_settings(settings):
     """Point the send engine at another EMAIL_URL (and fresh per-process caches) for one test."""
-    from newsletters import engine, ratelimit, transports
+    from delivery import engine, ratelimit, transports
     from ownedaudience.env import parse_email_url
 
     def use(url, **overrides):
@@ -150,7 +150,7 @@ def no_send_pause_left_over():
         return
     import redis
 
-    from newsletters.ratelimit import PAUSE_KEY
+    from delivery.ratelimit import PAUSE_KEY
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.delete(PAUSE_KEY)

@@ -14,7 +14,8 @@ from django.contrib import admin
 from django.contrib.admin import RelatedFieldListFilter, RelatedOnlyFieldListFilter
 from django.urls import reverse
 
-from newsletters.models import Delivery, Issue, Newsletter, OutboxMessage, SocialLink
+from delivery.models import Delivery, OutboxMessage
+from newsletters.models import Issue, Newsletter, SocialLink
 from newsletters.services import newsletter_create
 from ownedaudience.scoping import CreatorScoped, CreatorScopedAdmin
 from subscribers.models import OwedEmail, SourceLink, Subscriber, Subscription
@@ -187,8 +188,8 @@ AUTOCOMPLETES = [
     ("subscribers", "sourcelink", "newsletter"),
     ("subscribers", "subscription", "newsletter"),
     ("subscribers", "subscription", "subscriber"),
-    ("newsletters", "delivery", "issue"),
-    ("newsletters", "delivery", "subscriber"),
+    ("delivery", "delivery", "issue"),
+    ("delivery", "delivery", "subscriber"),
     ("subscribers", "owedemail", "subscription"),
 ]
 

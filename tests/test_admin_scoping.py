@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from newsletters.models import Delivery, Issue, Newsletter
+from delivery.models import Delivery
+from newsletters.models import Issue, Newsletter
 from subscribers.models import Subscriber, Subscription
 
 pytestmark = pytest.mark.django_db

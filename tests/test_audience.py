@@ -3,8 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from newsletters import engine
-from newsletters.models import Delivery, Issue
+from delivery import engine
+from delivery.models import Delivery
+from newsletters.models import Issue
 from subscribers.models import Subscription, Suppression
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,8 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from newsletters.models import Delivery, Issue
+from delivery.models import Delivery
+from newsletters.models import Issue
 from subscribers.models import Subscriber, Subscription
 from subscribers.services import subscriber_ensure
 

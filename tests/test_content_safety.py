@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletters import engine, rendering
-from newsletters.models import Issue, Newsletter, OutboxMessage, Rendition
-from subscribers import dispatch
+from delivery import dispatch, engine
+from delivery.models import OutboxMessage, Rendition
+from newsletters import rendering
+from newsletters.models import Issue, Newsletter
 from subscribers.models import Subscription
 
 pytestmark = pytest.mark.django_db

@@ -22,8 +22,9 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from delivery.models import OutboxMessage
 from newsletters.embed import iframe_snippet
-from newsletters.models import Issue, OutboxMessage, SocialLink
+from newsletters.models import Issue, SocialLink
 from subscribers.models import Subscription
 from subscribers.tokens import make_token
 
@@ -192,7 +193,7 @@ def test_the_dev_outbox_preview_is_served_on_its_own_sandboxed_and_scoped(client
         subject="Hello", text_body="Hi", html_body=html, raw=b"",
     )
     client.force_login(zine.creator)
-    page = client.get(f"/admin/newsletters/outboxmessage/{message.pk}/change/")
+    page = client.get(f"/admin/delivery/outboxmessage/{message.pk}/change/")
     assert_strict(page, admin=True, connect=True)
     assert f'src="/admin/outbox/{message.pk}/html"' in page.content.decode()
 
@@ -384,7 +385,7 @@ def test_in_chromium_the_admin_send_page_and_outbox_preview_break_no_rule(
 
         # The test copy in the dev outbox, previewed in its frame with the email's own inline styles.
         message = OutboxMessage.objects.get(to__contains="me@creator.example")
-        page.goto(f"{base}/admin/newsletters/outboxmessage/{message.pk}/change/")
+        page.goto(f"{base}/admin/delivery/outboxmessage/{message.pk}/change/")
         preview = page.frame_locator("#outbox-html")
         preview.locator("text=Issue one").first.wait_for()
         framed = next(f for f in page.frames if f.url.endswith(f"/admin/outbox/{message.pk}/html"))

@@ -9,12 +9,12 @@ import urllib.request
 import boto3
 import pytest
 
-from newsletters.mime import PreparedMessage, Recipient, shared_headers
+from delivery.mime import PreparedMessage, Recipient, shared_headers
+from delivery.transports import FAILED, SENT, Outgoing
+from delivery.transports.ses import NO_SMTPUTF8 as SES_NO_SMTPUTF8
+from delivery.transports.ses import SESTransport
+from delivery.transports.smtp import NO_SMTPUTF8, SMTPTransport
 from newsletters.rendering import render_issue
-from newsletters.transports import FAILED, SENT, Outgoing
-from newsletters.transports.ses import NO_SMTPUTF8 as SES_NO_SMTPUTF8
-from newsletters.transports.ses import SESTransport
-from newsletters.transports.smtp import NO_SMTPUTF8, SMTPTransport
 from subscribers.models import OwedEmail, Subscriber
 from subscribers.services import normalize_email, subscriber_ensure
 
@@ -221,8 +221,8 @@ def test_through_ses_a_message_that_raises_fails_alone(moto_server):  # noqa: F8
 def test_every_writer_stores_the_idna_spelling_and_a_suppression_matches_either_spelling(ready_issue, monkeypatch):
     """The admin and the shell write through the models: a suppression typed with the Unicode
     domain still keeps mail from the fan stored with the punycode one."""
-    from newsletters import engine
-    from newsletters.models import Delivery
+    from delivery import engine
+    from delivery.models import Delivery
     from subscribers.models import Suppression
 
     monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
@@ -266,7 +266,7 @@ def test_addresses_stored_before_the_change_get_their_idna_spelling():
 def test_a_sender_with_an_idn_domain_goes_out_in_idna_form(ready_issue, smtp_sink, transport_settings):
     """The creator types the sender and reply-to with their Unicode domain: the headers and the
     envelope carry the IDNA spelling, which every relay takes."""
-    from newsletters.engine import send_test
+    from delivery.engine import send_test
 
     transport_settings(smtp_sink.url)
     issue, _ = ready_issue(n=1)

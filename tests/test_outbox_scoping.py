@@ -4,10 +4,10 @@ import pytest
 from django.core.mail import EmailMessage
 from django.urls import reverse
 
-from newsletters.models import OutboxMessage
-from newsletters.outbox import NEWSLETTER_HEADER, OutboxBackend
-from newsletters.transports import Outgoing
-from newsletters.transports.outbox import OutboxTransport
+from delivery.models import OutboxMessage
+from delivery.outbox import NEWSLETTER_HEADER, OutboxBackend
+from delivery.transports import Outgoing
+from delivery.transports.outbox import OutboxTransport
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ RAW = (b"From: Alpha <alpha@creators.example>\r\nTo: bulk.fan@fans.example\r\nSu
 
 def outbox_page(client, user):
     client.force_login(user)
-    return client.get(reverse("admin:newsletters_outboxmessage_changelist")).content.decode()
+    return client.get(reverse("admin:delivery_outboxmessage_changelist")).content.decode()
 
 
 def test_a_newsletter_given_a_renamed_ones_old_slug_sees_none_of_its_mail(client, make_creator):
@@ -38,7 +38,7 @@ def test_a_newsletter_given_a_renamed_ones_old_slug_sees_none_of_its_mail(client
     page = outbox_page(client, mallory)
     assert "fan@fans.example" not in page and "bulk.fan@fans.example" not in page
     for message in OutboxMessage.objects.all():
-        url = reverse("admin:newsletters_outboxmessage_change", args=[message.pk])
+        url = reverse("admin:delivery_outboxmessage_change", args=[message.pk])
         response = client.get(url)
         assert response.status_code in (302, 404) and b"secret-token" not in response.content
     page = outbox_page(client, alice)

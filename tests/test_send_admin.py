@@ -3,8 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from newsletters import engine
-from newsletters.models import Delivery, Issue, OutboxMessage
+from delivery import engine
+from delivery.models import Delivery, OutboxMessage
+from newsletters.models import Issue
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from newsletters import engine
-from newsletters.models import Delivery, Issue, OutboxMessage
+from delivery import engine
+from delivery.models import Delivery, OutboxMessage
+from newsletters.models import Issue
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,11 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from newsletters import engine
-from newsletters.models import Delivery, Issue
-from newsletters.ratelimit import BUCKET_KEY, PAUSE_KEY
-from newsletters.transports import build_transport
+from delivery import engine
+from delivery.models import Delivery
+from delivery.ratelimit import BUCKET_KEY, PAUSE_KEY
+from delivery.transports import build_transport
+from newsletters.models import Issue
 from ownedaudience.env import parse_email_url
 
 from .redis_server import own_redis  # noqa: F401  (fixture)

@@ -6,8 +6,8 @@ import email.policy
 import pytest
 from django.utils import timezone
 
-from newsletters import engine
-from newsletters.mime import PreparedMessage, Recipient, shared_headers
+from delivery import engine
+from delivery.mime import PreparedMessage, Recipient, shared_headers
 from newsletters.rendering import render_issue
 from subscribers.tokens import make_token, read_token
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from newsletters import engine
-from newsletters.models import Delivery
+from delivery import engine
+from delivery.models import Delivery
 
 from .servers import free_port
 

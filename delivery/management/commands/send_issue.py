@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 
-from newsletters import engine
+from delivery import engine
 from newsletters.models import Issue
 
 

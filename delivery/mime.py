@@ -16,10 +16,10 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from urllib.parse import quote
 
+from newsletters.rendering import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL
 from ownedaudience import links
 
 from .outbox import NEWSLETTER_HEADER
-from .rendering import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL
 from .transports import Outgoing
 
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")

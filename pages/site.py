@@ -19,26 +19,19 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csp import csp_override
 from django.views.decorators.csrf import csrf_exempt
 
+from newsletters.embed import consent_text_for
+from newsletters.models import Issue, Newsletter
 from ownedaudience import links
 from subscribers import services as subscriber_services
 from subscribers.forms import FORMS, SignupForm, clean_source
 from subscribers.models import SourceLink
 from subscribers.throttle import client_ip, signup_allowed
 
-from .models import Issue, Newsletter
-
 log = logging.getLogger(__name__)
 
 MAX_SIGNUP_BODY = 16 * 1024  # a signup is a few hundred bytes; anything far bigger is not one
 LATEST_ISSUES = 5
 HONEYPOT = "website"  # hidden from people; bots fill it in
-
-
-def consent_text_for(newsletter):
-    """What the fan agrees to under the form, in the active language."""
-    return newsletter.consent_text.strip() or _(
-        "By subscribing you agree to receive emails from %(name)s. Every email has a one-click unsubscribe link."
-    ) % {"name": newsletter.name}
 
 
 def issue_url(newsletter, issue):
@@ -82,7 +75,7 @@ def _render_page(request, newsletter, *, status=200, **context):
         newsletter,
         lambda: render(
             request,
-            "newsletters/site/page.html",
+            "pages/page.html",
             _page_context(request, newsletter, **context),
             status=status,
         ),
@@ -121,7 +114,7 @@ def _render_embed(request, newsletter, *, status=200, done=False, source="", for
 
 @csp_override(settings.CSP_EMBED)  # frameable from any origin; see settings
 def _embed_page(request, context, status):
-    return render(request, "newsletters/site/embed.html", context, status=status)
+    return render(request, "pages/embed.html", context, status=status)
 
 
 def embed(request, slug):
@@ -242,7 +235,7 @@ def _answer_ok(request, newsletter, as_json, form_kind):
         "message": _success_message(newsletter),
         "page_url": f"/{newsletter.slug}/",
     }
-    return render(request, "newsletters/site/subscribed.html", context)
+    return render(request, "pages/subscribed.html", context)
 
 
 def _answer_error(request, newsletter, as_json, errors, *, status, form_kind="", source="", form_email=""):
@@ -255,7 +248,7 @@ def _answer_error(request, newsletter, as_json, errors, *, status, form_kind="",
         )
     return render(
         request,
-        "newsletters/site/page.html",
+        "pages/page.html",
         _page_context(request, newsletter, source=source, form_email=form_email, errors=messages),
         status=status,
     )

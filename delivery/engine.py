@@ -24,9 +24,12 @@ from django.db.models import Count, DateTimeField, F, Min, Q, Value
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from . import ratelimit, rendering, selectors
+from newsletters import rendering, selectors
+from newsletters.models import Issue
+
+from . import ratelimit
 from .mime import PreparedMessage, Recipient, format_datetime_now, shared_headers
-from .models import Delivery, DeliveryClaim, Issue, Rendition
+from .models import Delivery, DeliveryClaim, Rendition
 from .transports import FAILED, SENT, THROTTLED, UNKNOWN, Result, get_transport
 
 log = logging.getLogger(__name__)

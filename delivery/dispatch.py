@@ -8,7 +8,6 @@ sending before building and sending it, so a duplicated or redelivered task find
 
 import logging
 import smtplib
-import time
 import uuid
 from datetime import timedelta
 
@@ -18,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from .models import OwedEmail
+from subscribers.models import OwedEmail
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,6 @@ MAX_ROUNDS = 20  # a backlog drains over several beats rather than in one long t
 QUEUED_LEASE = timedelta(minutes=10)  # published but never picked up: the broker lost it
 SENDING_LEASE = timedelta(minutes=10)  # claimed by a worker that then died mid-send
 MAX_ATTEMPTS = 8
-NUDGE_INTERVAL = 0.5  # seconds between two nudges from one web process
-NUDGE_PAUSE_AFTER_FAILURE = 5.0
 
 Status = OwedEmail.Status
 
@@ -124,7 +121,7 @@ def send_owed(ids):
     (a WAL flush), and signups waiting on the same disk feel every one of them. A row left in
     `sending` (worker killed between the send and the update) is never resent on its own.
     """
-    from .emails import build_owed_email
+    from subscribers.emails import build_owed_email
 
     claim = uuid.uuid4().hex
     now = timezone.now()
@@ -201,29 +198,3 @@ def _record_failure(owed, error):
     else:
         log.error("owed email %s failed: %s", owed.id, reason)
         OwedEmail.objects.filter(id=owed.id, status=Status.SENDING).update(status=Status.FAILED, error=reason)
-
-
-# --- the nudge: a best-effort shortcut past the beat's one-second tick ---------------------
-
-_last_nudge = 0.0
-_nudges_paused_until = 0.0
-
-
-def nudge():
-    """Ask a worker to dispatch now. Never raises; skipped if one was sent a moment ago or the broker is away."""
-    global _last_nudge, _nudges_paused_until
-    now = time.monotonic()
-    if now - _last_nudge < NUDGE_INTERVAL or now < _nudges_paused_until:
-        return
-    _last_nudge = now
-    try:
-        from .tasks import dispatch_owed_emails
-
-        dispatch_owed_emails.apply_async(retry=False, expires=30)
-    except Exception as error:
-        _nudges_paused_until = time.monotonic() + NUDGE_PAUSE_AFTER_FAILURE
-        log.warning("dispatch nudge skipped, the beat will pick the email up: %s", error)
-
-
-def nudge_after_commit():
-    transaction.on_commit(nudge)

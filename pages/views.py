@@ -7,10 +7,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils import translation
 
+from delivery.models import Rendition
+from newsletters import rendering
+from newsletters.models import Issue, Newsletter
 from ownedaudience import links
-
-from . import rendering
-from .models import Issue, Newsletter, Rendition
 
 
 def web_body(issue):
@@ -28,7 +28,7 @@ def issue_detail(request, slug, issue_slug):
     issue = get_object_or_404(public_issues(newsletter), slug=issue_slug)
     members_only = issue.audience == Issue.Audience.PAID
     with translation.override(newsletter.language):
-        return render(request, "newsletters/site/issue_detail.html", {
+        return render(request, "pages/issue_detail.html", {
             "newsletter": newsletter,
             "issue": issue,
             "members_only": members_only,
@@ -39,7 +39,7 @@ def issue_detail(request, slug, issue_slug):
 def archive(request, slug):
     newsletter = get_object_or_404(Newsletter, slug=slug)
     with translation.override(newsletter.language):
-        return render(request, "newsletters/site/archive.html", {
+        return render(request, "pages/archive.html", {
             "newsletter": newsletter, "issues": public_issues(newsletter)[:200],
         })
 

@@ -15,7 +15,7 @@ def _html_alternative(message):
 
 def newsletter_ids(slugs):
     """The newsletter each X-Newsletter slug names now, by id: what a kept message is filed under."""
-    from .models import Newsletter
+    from newsletters.models import Newsletter
 
     wanted = {slug for slug in slugs if slug}
     return dict(Newsletter.objects.filter(slug__in=wanted).values_list("slug", "id")) if wanted else {}

@@ -1,0 +1,51 @@
+"""Celery tasks: short, by id, and thin; the work is in engine.py and dispatch.py.
+
+Their names are those they had before the delivery app existed (newsletters.tasks.*,
+subscribers.tasks.*): messages already waiting in a broker name them, and so does the beat.
+The transactional ones are routed to the `transactional` queue (CELERY_TASK_ROUTES), so a big
+send never delays a confirmation.
+"""
+
+import logging
+
+from celery import shared_task
+
+from . import dispatch, engine
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, ignore_result=True, name="newsletters.tasks.send_batch")
+def send_batch(self, issue_id):
+    """One batch of one issue, then ask for the next; a lost or doubled task sends nothing twice."""
+    engine.chain_alive(issue_id)
+    step, delay = engine.send_next_batch(issue_id, worker=self.request.hostname or "worker")
+    try:
+        if step == "again":
+            engine.chain_alive(issue_id)
+            send_batch.delay(issue_id)
+        elif step == "later":
+            engine.chain_alive(issue_id, delay + engine.heartbeat_seconds())
+            send_batch.apply_async((issue_id,), countdown=delay)
+    except Exception as error:  # broker unreachable: the watchdog picks the issue up again
+        log.warning("could not queue the next batch of issue %s: %s", issue_id, error)
+
+
+@shared_task(ignore_result=True, name="newsletters.tasks.send_watchdog")
+def send_watchdog():
+    engine.watchdog()
+
+
+@shared_task(ignore_result=True, name="newsletters.tasks.send_scheduled_issues")
+def send_scheduled_issues():
+    engine.start_due_scheduled()
+
+
+@shared_task(ignore_result=True, name="subscribers.tasks.dispatch_owed_emails")
+def dispatch_owed_emails():
+    return dispatch.dispatch_due()
+
+
+@shared_task(ignore_result=True, name="subscribers.tasks.send_owed_emails")
+def send_owed_emails(ids):
+    return dispatch.send_owed(ids)
