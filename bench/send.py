@@ -171,13 +171,13 @@ def snapshot_issue(newsletter, slug):
     from delivery import engine
 
     issue = new_issue(newsletter, slug)
-    kick, engine.kick = engine.kick, (lambda *a, **k: None)
+    kick, engine.chains.kick = engine.chains.kick, (lambda *a, **k: None)
     try:
         started = time.monotonic()
         count = engine.start_send(issue.pk)
         seconds = time.monotonic() - started
     finally:
-        engine.kick = kick
+        engine.chains.kick = kick
     return issue, count, seconds
 
 

@@ -1,16 +1,14 @@
-"""Celery tasks: short, by id, and thin; the work is in engine.py and dispatch.py.
+"""Celery tasks of a send: short, by id, and thin; the work is in the engine.
 
-Their names are those they had before the delivery app existed (newsletters.tasks.*,
-subscribers.tasks.*): messages already waiting in a broker name them, and so does the beat.
-The transactional ones are routed to the `transactional` queue (CELERY_TASK_ROUTES), so a big
-send never delays a confirmation.
+Their names are those they had before the delivery app existed (newsletters.tasks.*): messages
+already waiting in a broker name them, and so does the beat.
 """
 
 import logging
 
 from celery import shared_task
 
-from . import dispatch, engine
+from . import engine
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +37,3 @@ def send_watchdog():
 @shared_task(ignore_result=True, name="newsletters.tasks.send_scheduled_issues")
 def send_scheduled_issues():
     engine.start_due_scheduled()
-
-
-@shared_task(ignore_result=True, name="subscribers.tasks.dispatch_owed_emails")
-def dispatch_owed_emails():
-    return dispatch.dispatch_due()
-
-
-@shared_task(ignore_result=True, name="subscribers.tasks.send_owed_emails")
-def send_owed_emails(ids):
-    return dispatch.send_owed(ids)

@@ -56,7 +56,6 @@ def test_every_app_is_in_the_map():
 
 
 def test_each_app_stays_small_enough_to_hold_in_your_head():
-    """About 2,000 lines of Python per app (migrations aside; the delivery app is at 2,201): past that,
-    an app is doing two jobs and should be split."""
+    """About 2,000 lines of Python per app (migrations aside): past that, an app is doing two jobs."""
     sizes = {app: sum(len(path.read_text().splitlines()) for path in app_files(app)) for app in LAYERS}
-    assert all(lines <= 2250 for lines in sizes.values()), sizes
+    assert all(lines <= 2150 for lines in sizes.values()), sizes

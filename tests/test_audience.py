@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def issue_with_a_mixed_list(ready_issue, subscribe, client, monkeypatch):
     """Four active fans, one of them suppressed (in another case), one paying; one who left."""
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     issue, subscriptions = ready_issue(n=3)
     paying = subscribe(issue.newsletter, "paying@fans.example", tier=Subscription.Tier.PAID)
     subscribe(issue.newsletter, "left@fans.example", status=Subscription.Status.UNSUBSCRIBED)

@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from delivery import dispatch, engine
+from delivery import engine
 from delivery.models import OutboxMessage, Rendition
 from newsletters import rendering
 from newsletters.models import Issue, Newsletter
+from subscribers import dispatch
 from subscribers.models import Subscription
 
 pytestmark = pytest.mark.django_db
@@ -215,7 +216,7 @@ def test_ordinary_emphasis_reads_as_before():
 
 
 def published(ready_issue, transport_settings, monkeypatch, body):
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     transport_settings("discard://")
     issue, _ = ready_issue(n=2, body=body)
     engine.start_send(issue.pk)

@@ -225,7 +225,7 @@ def test_every_writer_stores_the_idna_spelling_and_a_suppression_matches_either_
     from delivery.models import Delivery
     from subscribers.models import Suppression
 
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     assert Subscriber.objects.create(email="other@Exämple.org").email == "other@xn--exmple-cua.org"
     issue, subscriptions = ready_issue(n=3)
     Subscriber.objects.filter(pk=subscriptions[0].subscriber_id).update(email=IDN_ASCII)

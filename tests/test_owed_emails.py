@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from delivery import dispatch
+from subscribers import dispatch
 from subscribers.models import OwedEmail, Subscription
 
 pytestmark = [

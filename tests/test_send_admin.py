@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def creator_issue(ready_issue, client, monkeypatch):
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     issue, subscriptions = ready_issue(n=3)
     client.force_login(issue.newsletter.owners.get())
     return issue

@@ -4,6 +4,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from delivery import engine
@@ -30,7 +31,7 @@ def drain(issue, worker="w1", rounds=100):
 @pytest.fixture
 def no_kick(monkeypatch):
     """Keep start_send from queueing Celery tasks: these tests drive the batches themselves."""
-    monkeypatch.setattr(engine, "kick", lambda *args, **kwargs: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *args, **kwargs: None)
 
 
 # ------------------------------------------------------------------ snapshot
@@ -335,16 +336,16 @@ def test_the_watchdog_restarts_chains_only_when_none_reports_in(ready_issue, mon
     from django.core.cache import cache
 
     kicks = []
-    monkeypatch.setattr(engine, "kick", lambda issue_id, chains=1: kicks.append(chains))
+    monkeypatch.setattr(engine.chains, "kick", lambda issue_id, chains=1: kicks.append(chains))
     issue, _ = ready_issue(n=3)
     engine.start_send(issue.pk)
     cache.delete(engine._chain_key(issue.pk))
     engine.watchdog()  # nobody is working on it: restart the chains
-    assert kicks == [engine.settings.SEND_CHAINS]
+    assert kicks == [settings.SEND_CHAINS]
     engine.watchdog()  # they were just asked; no pile-up of extra chains
     engine.chain_alive(issue.pk)
     engine.watchdog()
-    assert kicks == [engine.settings.SEND_CHAINS]
+    assert kicks == [settings.SEND_CHAINS]
     cache.delete(engine._chain_key(issue.pk))
 
 

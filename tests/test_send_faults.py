@@ -70,7 +70,7 @@ def assert_exactly_once(issue, sink, allow_unknown=0):
 def test_a_worker_killed_mid_send_loses_and_doubles_nothing(ready_issue, smtp_sink, start_worker, monkeypatch):
     """Default lease and watchdog: the dead worker's rows come back within seconds, and only the
     messages that were on its SMTP connections (one each) can be unknown."""
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)  # the worker's own beat starts the batches
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)  # the worker's own beat starts the batches
     issue, subscriptions = ready_issue(n=200)
     env = dict(EMAIL_URL=smtp_sink.url, SEND_RATE=50, SEND_BATCH_SIZE=40, SEND_CHAINS=2)
     engine.start_send(issue.pk)
@@ -110,7 +110,7 @@ def test_redis_down_past_the_rate_limiters_patience_costs_nothing(ready_issue, s
                                                                   own_redis):
     """With a rate set, every window asks Redis for tokens. Redis stays away longer than the
     patience: the batch gives its rows back with every result written, and the send resumes."""
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     issue, _ = ready_issue(n=150)
     engine.start_send(issue.pk)
     env = dict(FAST, EMAIL_URL=smtp_sink.url, SEND_RATE=40, SEND_WINDOW=5, SEND_BATCH_SIZE=40,
@@ -155,7 +155,7 @@ def test_half_an_hour_of_throttling_fails_nothing(ready_issue, smtp_sink, start_
 
 
 def test_a_redis_restart_mid_send_loses_and_doubles_nothing(ready_issue, smtp_sink, start_worker, monkeypatch):
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     port = free_port()
     redis_command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     own_redis = subprocess.Popen(redis_command, stdout=subprocess.DEVNULL)

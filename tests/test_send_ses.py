@@ -57,7 +57,7 @@ def moto_server(aws_env):
 
 
 def test_a_send_through_ses_arrives_whole_at_moto(moto_server, ready_issue, transport_settings, monkeypatch):
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     transport_settings("ses://us-east-1", SEND_RATE=1000)
     issue, subscriptions = ready_issue(n=6)
     boto3.client("sesv2", region_name="us-east-1", endpoint_url=moto_server).create_email_identity(
@@ -133,7 +133,7 @@ class ThrottlingSES(BaseHTTPRequestHandler):
 
 
 def test_throttled_calls_are_retried_and_nothing_is_lost(aws_env, ready_issue, transport_settings, monkeypatch):
-    monkeypatch.setattr(engine, "kick", lambda *a, **k: None)
+    monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
     ThrottlingSES.calls, ThrottlingSES.throttled, ThrottlingSES.accepted = 0, 0, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), ThrottlingSES)
     threading.Thread(target=server.serve_forever, daemon=True).start()

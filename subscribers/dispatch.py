@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from subscribers.models import OwedEmail
+from .models import OwedEmail
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def send_owed(ids):
     (a WAL flush), and signups waiting on the same disk feel every one of them. A row left in
     `sending` (worker killed between the send and the update) is never resent on its own.
     """
-    from subscribers.emails import build_owed_email
+    from .emails import build_owed_email
 
     claim = uuid.uuid4().hex
     now = timezone.now()
