@@ -1,10 +1,12 @@
 from django.contrib import admin
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.html import format_html, format_html_join
 
 from ownedaudience import links
 from ownedaudience.scoping import CreatorScopedAdmin, CreatorScopedTabularInline
 from subscribers.models import SourceLink, Subscription
+from subscribers.selectors import audience
 
 from . import embed
 from .models import Newsletter, SocialLink
@@ -56,10 +58,13 @@ class NewsletterAdmin(CreatorScopedAdmin):
     filter_horizontal = ("owners",)
 
     def get_queryset(self, request):
-        active = Count("subscriptions", filter=Q(subscriptions__status="active"))
-        return super().get_queryset(request).annotate(active_subscribers=active)
+        # The audience selector's count, the number "Send now to N" shows: active and not suppressed.
+        reach = (
+            audience(OuterRef("pk")).order_by().values("newsletter_id").annotate(n=Count("id")).values("n")
+        )
+        return super().get_queryset(request).annotate(active_subscribers=Coalesce(Subquery(reach), 0))
 
-    @admin.display(description="active subscribers", ordering="active_subscribers")
+    @admin.display(description="audience (a send reaches)", ordering="active_subscribers")
     def active_subscribers(self, obj):
         return obj.active_subscribers
 
@@ -97,9 +102,9 @@ class NewsletterAdmin(CreatorScopedAdmin):
             Subscription.objects.filter(newsletter=obj)
             .values("source")
             .annotate(
-                active=Count("id", filter=Q(status="active")),
-                pending=Count("id", filter=Q(status="pending")),
-                left=Count("id", filter=Q(status="unsubscribed")),
+                active=Count("id", filter=Q(status=Subscription.Status.ACTIVE)),
+                pending=Count("id", filter=Q(status=Subscription.Status.PENDING)),
+                left=Count("id", filter=Q(status=Subscription.Status.UNSUBSCRIBED)),
             )
             .order_by("-active", "source")[:50]
         )

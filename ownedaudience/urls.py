@@ -3,9 +3,9 @@ import re
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import URLResolver, include, path
+from django.urls import URLResolver, include, path, re_path
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csp import csp_override
 
@@ -45,8 +45,15 @@ def outbox_html(request, pk):
     return HttpResponse(html if found else base + html, content_type="text/html; charset=utf-8")
 
 
+def moved_admin(request, model, rest):
+    """The ledger and the dev outbox moved from the newsletters app to delivery: old bookmarks follow."""
+    query = request.META.get("QUERY_STRING", "")
+    return HttpResponsePermanentRedirect(f"/admin/delivery/{model}/{rest}" + (f"?{query}" if query else ""))
+
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    re_path(r"^admin/newsletters/(?P<model>delivery|outboxmessage)/(?P<rest>.*)$", moved_admin),
     # Before the admin's own routes, whose last one answers every other address under admin/.
     path("admin/outbox/<int:pk>/html", admin.site.admin_view(outbox_html), name="outbox_html"),
     path("admin/", (_with_policy(_admin_patterns, settings.CSP_ADMIN), _admin_app, _admin_namespace)),

@@ -7,6 +7,8 @@ it, so the graph has no cycles and each layer can be read, tested and replaced o
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. `ownedaudience` is the wiring (settings, urls, Celery): it may import every app,
 # and the apps may use only its helper modules below.
@@ -59,3 +61,13 @@ def test_each_app_stays_small_enough_to_hold_in_your_head():
     """About 2,000 lines of Python per app (migrations aside): past that, an app is doing two jobs."""
     sizes = {app: sum(len(path.read_text().splitlines()) for path in app_files(app)) for app in LAYERS}
     assert all(lines <= 2150 for lines in sizes.values()), sizes
+
+
+@pytest.mark.django_db
+def test_old_admin_addresses_of_moved_models_follow_them(client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.org", "pw")
+    client.force_login(admin_user)
+    response = client.get("/admin/newsletters/delivery/?status__exact=failed")
+    assert response.status_code == 301 and response["Location"] == "/admin/delivery/delivery/?status__exact=failed"
+    assert client.get(response["Location"]).status_code == 200
+    assert client.get("/admin/newsletters/outboxmessage/7/change/")["Location"] == "/admin/delivery/outboxmessage/7/change/"

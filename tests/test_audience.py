@@ -53,3 +53,9 @@ def test_a_fan_suppressed_mid_send_is_skipped_by_the_same_rule(issue_with_a_mixe
     skipped = Delivery.objects.get(issue=issue, subscriber_id=subscriptions[1].subscriber_id)
     assert skipped.status == Delivery.Status.SKIPPED and skipped.id not in kept
     assert len(kept) == 2
+
+
+def test_the_newsletter_list_counts_the_same_audience(client, issue_with_a_mixed_list):
+    issue, _, _ = issue_with_a_mixed_list
+    page = client.get(reverse("admin:newsletters_newsletter_changelist")).content.decode()
+    assert '<td class="field-active_subscribers">3</td>' in page  # four active, one of them suppressed
