@@ -8,7 +8,7 @@ import pytest
 
 from .servers import ROOT
 
-CATALOGS = [ROOT / "subscribers/locale/vi/LC_MESSAGES", ROOT / "newsletters/locale/vi/LC_MESSAGES"]
+CATALOGS = [ROOT / f"{app}/locale/vi/LC_MESSAGES" for app in ("subscribers", "newsletters", "pages")]
 
 
 def po_entries(path):
