@@ -32,8 +32,9 @@ Status = OwedEmail.Status
 
 
 def retry_delay(attempts):
-    """30 s, 1 min, 2 min, … capped at an hour."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+    """The bulk engine's backoff, from the same settings: 30 s, 1 min, 2 min, … capped at an hour."""
+    base = settings.SEND_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=min(base, settings.SEND_RETRY_MAX_SECONDS))
 
 
 def recover_stale(now=None):
