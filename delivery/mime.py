@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from newsletters.rendering import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL
 from ownedaudience import links
+from subscribers.emails import one_line
 
 from .outbox import NEWSLETTER_HEADER
 from .transports import Outgoing
@@ -73,12 +74,6 @@ def _crlf(text):
 def shared_headers(issue):
     """The header block every recipient's copy shares, folded and encoded by the email package."""
     newsletter = issue.newsletter
-
-    def one_line(value):
-        # The models refuse line breaks here, but a row saved before that must not break the send
-        # (the email package refuses the header) or add a header of its own.
-        return " ".join(HEADER_UNSAFE.sub(" ", value or "").split())
-
     name = one_line(newsletter.name)
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((one_line(newsletter.sender_name) or name, one_line(newsletter.sender_email)))
@@ -91,11 +86,6 @@ def shared_headers(issue):
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["MIME-Version"] = "1.0"
     return message.as_string(policy=SMTP).rstrip("\r\n") + "\r\n"
-
-
-def link(purpose, subscription_id):
-    """The fan's own link for `purpose` (ownedaudience.links.fan)."""
-    return links.fan(purpose, subscription_id)
 
 
 class PreparedMessage:
@@ -133,12 +123,12 @@ class PreparedMessage:
         return f"<oa.{self.issue_id}.{delivery_id}@{self.domain}>"
 
     def build(self, recipient, date=None, unsubscribe_url=None, preferences_url=None):
-        unsubscribe_url = unsubscribe_url or link("unsubscribe", recipient.subscription_id)
-        preferences_url = preferences_url or link("preferences", recipient.subscription_id)
+        unsubscribe_url = unsubscribe_url or links.fan("unsubscribe", recipient.subscription_id)
+        preferences_url = preferences_url or links.fan("preferences", recipient.subscription_id)
         name = HEADER_UNSAFE.sub("", recipient.name).strip()
-        links = {UNSUBSCRIBE_URL: encode_value(unsubscribe_url), PREFERENCES_URL: encode_value(preferences_url)}
-        text = fill(self.text, {NAME: encode_value(name), **links})
-        body_html = fill(self.html, {NAME: encode_value(html.escape(name)), **links})
+        encoded_links = {UNSUBSCRIBE_URL: encode_value(unsubscribe_url), PREFERENCES_URL: encode_value(preferences_url)}
+        text = fill(self.text, {NAME: encode_value(name), **encoded_links})
+        body_html = fill(self.html, {NAME: encode_value(html.escape(name)), **encoded_links})
         message_id = self.message_id(recipient.delivery_id)
         mailto = f"mailto:{self.unsubscribe_mailto}?subject={quote('unsubscribe ' + unsubscribe_url.rsplit('/', 1)[-1])}"
         address = recipient.email if recipient.email.isascii() else _ascii_domain(recipient.email)

@@ -191,10 +191,6 @@ def issue_problems(issue):
     return problems
 
 
-def issue_url(issue):
-    return links.issue(issue)
-
-
 def render_issue(issue, variant):
     """(html, text) of an issue's email for one audience, with per-recipient placeholders."""
     newsletter = issue.newsletter
@@ -204,7 +200,7 @@ def render_issue(issue, variant):
         "newsletter": newsletter,
         "body_html": body_html,
         "body_text": markdown_to_text(issue.body_markdown),
-        "web_url": issue_url(issue),
+        "web_url": links.issue(issue),
         "unsubscribe_url": UNSUBSCRIBE_URL,
         "preferences_url": PREFERENCES_URL,
         "paid": variant == "paid",

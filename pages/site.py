@@ -34,10 +34,6 @@ LATEST_ISSUES = 5
 HONEYPOT = "website"  # hidden from people; bots fill it in
 
 
-def issue_url(newsletter, issue):
-    return links.issue(issue, absolute_url=False)
-
-
 def _source_from(data):
     return clean_source(data.get("ref") or data.get("utm_source") or "")
 
@@ -56,7 +52,7 @@ def _page_context(request, newsletter, *, source="", form_email="", errors=None)
         )[:LATEST_ISSUES]
     )
     for issue in issues:
-        issue.url = issue_url(newsletter, issue)
+        issue.url = links.issue(issue, absolute_url=False)
     return {
         "newsletter": newsletter,
         "social_links": list(newsletter.social_links.all()),

@@ -43,8 +43,9 @@ def confirm_url(subscription_id):
 
 
 def one_line(value):
-    """A value for an email header: control characters (line breaks first) read as a space."""
-    return HEADER_UNSAFE.sub(" ", value or "").strip()
+    """A value for an email header, whatever is stored: control characters (line breaks first) read
+    as a space, runs of spaces as one. Every header built from a creator's fields goes through it."""
+    return " ".join(HEADER_UNSAFE.sub(" ", value or "").split())
 
 
 def sender_of(newsletter):
