@@ -18,7 +18,7 @@ from django.utils import timezone
 from newsletters import selectors
 from newsletters.models import Issue
 
-from . import ratelimit
+from . import ratelimit, signals
 from .mime import PreparedMessage, Recipient, format_datetime_now
 from .models import Delivery, DeliveryClaim, Rendition
 from .progress import progress
@@ -349,7 +349,10 @@ def finish(issue_id):
         counts = progress(issue_id)
         total = sum(counts.values())
         status = Issue.Status.FAILED if total and counts.get(S.FAILED, 0) == total else Issue.Status.SENT
-        return bool(Issue.objects.filter(pk=issue_id).update(status=status, sent_at=timezone.now()))
+        closed = bool(Issue.objects.filter(pk=issue_id).update(status=status, sent_at=timezone.now()))
+        if closed:
+            signals.issue_finished.send(Issue, issue_id=issue_id, status=status, counts=counts)
+        return closed
 
 
 def reopen(issue_id):

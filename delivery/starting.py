@@ -53,13 +53,15 @@ def snapshot(issue):
     """One Delivery per recipient, in one set-based statement; returns how many were written.
 
     The recipients are the audience selector's rows (subscribers.selectors.audience), compiled
-    into the INSERT ... SELECT, so the snapshot and every count of the audience agree."""
+    into the INSERT ... SELECT, so the snapshot and every count of the audience agree. Paid and
+    comped members both get the paid rendition."""
     audience = selectors.issue_audience(issue).order_by().values("subscriber_id", "tier")
     select, params = audience.query.sql_with_params()
     sql = f"""
         INSERT INTO {Delivery._meta.db_table}
             (issue_id, subscriber_id, variant, status, attempts, claimed_by, message_id, error)
-        SELECT %s, a.subscriber_id, a.tier, %s, 0, '', '', '' FROM ({select}) a
+        SELECT %s, a.subscriber_id, CASE WHEN a.tier = 'free' THEN 'free' ELSE 'paid' END, %s, 0, '', '', ''
+        FROM ({select}) a
         ON CONFLICT DO NOTHING
     """
     with connection.cursor() as cursor:

@@ -53,6 +53,9 @@ INSTALLED_APPS = [
     "newsletters",
     "delivery",
     "pages",
+    "webhooks",
+    "portability",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +213,11 @@ CELERY_BEAT_SCHEDULE.update({
     },
 })
 
+# Outgoing webhooks (webhooks/): rows in the database, handed to workers by beat.
+CELERY_BEAT_SCHEDULE["dispatch-webhooks"] = {
+    "task": "webhooks.tasks.dispatch_webhooks", "schedule": 2.0, "options": {"expires": 10},
+}
+
 # Security: safe by default, stricter still when SITE_URL is https.
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -307,6 +315,10 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# Uploaded import files wait here for the worker (share it between web and workers).
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(VAR_DIR / "static")))

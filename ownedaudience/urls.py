@@ -57,6 +57,7 @@ urlpatterns = [
     # Before the admin's own routes, whose last one answers every other address under admin/.
     path("admin/outbox/<int:pk>/html", admin.site.admin_view(outbox_html), name="outbox_html"),
     path("admin/", (_with_policy(_admin_patterns, settings.CSP_ADMIN), _admin_app, _admin_namespace)),
+    path("api/v1/", include("api.urls")),
     path("", include("subscribers.urls")),
     path("", include("pages.issue_urls")),
     # Last: /<slug>/… matches any word, so every fixed route above must come first.

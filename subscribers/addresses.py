@@ -1,5 +1,7 @@
 """One spelling per address: the domain of an internationalised address in its IDNA form."""
 
+import hashlib
+
 import idna
 
 
@@ -14,3 +16,9 @@ def normalize_email(email):
         return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
     except UnicodeError:
         return email  # kept as typed; the send fails that one row with the reason
+
+
+def erased_digest(email):
+    """What erasure keeps of an address: a SHA-256 of its one spelling, lower-cased. It cannot be
+    mailed or read back, and an import of the same address matches it and leaves it out."""
+    return hashlib.sha256(b"ownedaudience-erased:" + normalize_email(email).lower().encode()).hexdigest()

@@ -42,6 +42,10 @@ class SubscriptionStatus(models.TextChoices):
 class SubscriptionTier(models.TextChoices):
     FREE = "free", _("Free")
     PAID = "paid", _("Paid")
+    COMPED = "comped", _("Complimentary")  # a member who does not pay: gets what paid members get
+
+
+SubscriptionTier.MEMBERS = (SubscriptionTier.PAID, SubscriptionTier.COMPED)
 
 
 class Subscription(models.Model):
@@ -164,6 +168,30 @@ class Suppression(models.Model):
     def save(self, *args, **kwargs):
         self.email = normalize_email(self.email)  # matched against subscribers' addresses, spelled alike
         super().save(*args, **kwargs)
+class ErasedAddress(models.Model):
+    """What is left of a person who asked to be forgotten: the digest of their address
+    (addresses.erased_digest), so an import from another platform does not bring them back.
+    `newsletter` empty: erased from every newsletter here."""
+
+    digest = models.CharField(max_length=64)
+    newsletter = models.ForeignKey(
+        "newsletters.Newsletter", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["digest", "newsletter"], name="erasedaddress_unique"),
+            models.UniqueConstraint(
+                fields=["digest"], condition=models.Q(newsletter__isnull=True), name="erasedaddress_everywhere_unique"
+            ),
+        ]
+        verbose_name = _("erased address")
+
+    def __str__(self):
+        return self.digest[:12]
+
+
 class SourceLink(models.Model):
     """A short address a creator pastes into one bio (/<slug>/r/<code>); signups through it carry its source."""
 

@@ -19,7 +19,7 @@ def audience(newsletter_id, *, paid_only=False):
     )
     subscriptions = Subscription.objects.filter(newsletter_id=newsletter_id, status=Subscription.Status.ACTIVE)
     if paid_only:
-        subscriptions = subscriptions.filter(tier=Subscription.Tier.PAID)
+        subscriptions = subscriptions.filter(tier__in=Subscription.Tier.MEMBERS)
     return subscriptions.filter(~Exists(suppressed))
 
 

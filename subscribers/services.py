@@ -10,6 +10,7 @@ from django.utils import timezone
 from .addresses import normalize_email
 from .models import OwedEmail, Subscriber, Subscription, SubscriptionEvent
 from .nudge import nudge_after_commit
+from .signals import Change, subscriptions_changed
 
 
 def subscribers_by_address(email):
@@ -83,6 +84,10 @@ def subscription_change(subscriptions, *, kind, actor, status=None, tier=None, f
             ],
             batch_size=1000,
         )
+        subscriptions_changed.send(Subscription, changes=[
+            Change(subscription_id, kind, old_status, status or old_status, old_tier, tier or old_tier, actor)
+            for subscription_id, old_status, old_tier in rows
+        ])
     return ids
 
 
@@ -92,6 +97,7 @@ def _subscription_created(subscription_id, *, kind, actor, status, tier, consent
         subscription_id=subscription_id, kind=kind, at=now, actor=actor, actor_user=actor_user, detail=detail,
         to_status=status, to_tier=tier, **consent,
     )
+    subscriptions_changed.send(Subscription, changes=[Change(subscription_id, kind, "", status, "", tier, actor)])
 
 
 def subscriptions_unsubscribe(queryset, *, actor="fan", actor_user=None, detail=""):
@@ -201,8 +207,15 @@ def signup(*, newsletter, email, name="", source="", form="page", consent_text="
     now = timezone.now()
     consent = _consent(form=form, consent_text=consent_text, ip=ip, user_agent=user_agent, now=now)
     if connection.vendor == "postgresql":
-        # The common case, a new address, in one statement (and one round trip).
-        subscription_id = _signup_new_address(newsletter, email, name, source[:100], consent, now)
+        # The common case, a new address, in one statement; what listens to the audience
+        # (outgoing webhooks) writes in the same transaction.
+        with transaction.atomic():
+            subscription_id = _signup_new_address(newsletter, email, name, source[:100], consent, now)
+            if subscription_id is not None:
+                subscriptions_changed.send(Subscription, changes=[Change(
+                    subscription_id, SubscriptionEvent.Kind.SIGNUP, "", Subscription.Status.PENDING,
+                    "", Subscription.Tier.FREE, "fan",
+                )])
         if subscription_id is not None:
             nudge_after_commit()
             return subscription_id, SignupOutcome.NEW
