@@ -3,7 +3,7 @@ FROM python:3.13-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VAR_DIR=/var/lib/ownedaudience
 WORKDIR /app
 RUN useradd --system --home /app --uid 1000 app \
-    && mkdir -p /var/lib/ownedaudience && chown app /var/lib/ownedaudience
+    && mkdir -p /var/lib/ownedaudience /var/lib/ownedaudience-media && chown app /var/lib/ownedaudience /var/lib/ownedaudience-media
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .

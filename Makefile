@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench-send bench-signup clean
+.PHONY: install run test bench-send bench-signup bench-import clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || "$$(sh scripts/find-python)" -m venv $(VENV)
@@ -25,6 +25,10 @@ bench-send: install
 # Signups/s on gunicorn + PostgreSQL + Redis; ends with one JSON line (see BENCHMARKS.md).
 bench-signup: install
 	$(PY) bench/signup.py
+
+# Import of an N-row Substack file, the same again, then the export; ends with one JSON line.
+bench-import: install
+	$(PY) bench/import.py $(if $(N),--n $(N))
 
 clean:
 	rm -rf $(VENV) var

@@ -21,6 +21,8 @@ CREATOR_PERMISSIONS = {
         "delivery": ("view",),
         "outboxmessage": ("view",),
     },
+    "webhooks": {"endpoint": ("view", "add", "change", "delete"), "message": ("view",), "attempt": ("view",)},
+    "portability": {"import": ("view", "add"), "importrejection": ("view",)},
     "subscribers": {
         "subscriber": ("view",),
         "subscription": ("view", "add", "change", "delete"),
@@ -28,6 +30,7 @@ CREATOR_PERMISSIONS = {
         "owedemail": ("view",),
         "subscriptionevent": ("view",),
     },
+    "api": {"apitoken": ("view", "add", "change")},  # their own tokens only (api/admin.py)
 }
 
 

@@ -159,6 +159,8 @@ CELERY_BEAT_SCHEDULE = {
 SIGNUP_RATE_PER_IP = envstr("SIGNUP_RATE_PER_IP", "100/600")
 SIGNUP_RATE_PER_ADDRESS = envstr("SIGNUP_RATE_PER_ADDRESS", "3/3600")
 SIGNUP_BLOCKED_DOMAINS = envlist("SIGNUP_BLOCKED_DOMAINS")
+# Erasure keeps a digest of the address (the suppression hash, where the law allows it) against re-imports.
+ERASURE_KEEP_DIGEST = envbool("ERASURE_KEEP_DIGEST", True)
 RATE_LIMIT_KEY_PREFIX = envstr("RATE_LIMIT_KEY_PREFIX", "oa:rl")
 # Behind a proxy the client's address is the last hop it appended to X-Forwarded-For.
 CLIENT_IP_FROM_FORWARDED_FOR = envbool("BEHIND_TLS_PROXY", False)
@@ -217,6 +219,19 @@ CELERY_BEAT_SCHEDULE.update({
 CELERY_BEAT_SCHEDULE["dispatch-webhooks"] = {
     "task": "webhooks.tasks.dispatch_webhooks", "schedule": 2.0, "options": {"expires": 10},
 }
+CELERY_TASK_ROUTES["webhooks.tasks.*"] = {"queue": "default"}
+# Seconds a webhook POST may wait for the connection and for each read of the answer.
+WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 10)
+# The first retry of a failed webhook waits this long; each next one twice as long…
+WEBHOOK_RETRY_BASE_SECONDS = envfloat("WEBHOOK_RETRY_BASE_SECONDS", 30)
+# …up to this long.
+WEBHOOK_RETRY_MAX_SECONDS = envfloat("WEBHOOK_RETRY_MAX_SECONDS", 3600)
+# A webhook still failing this long after its first failure is marked failed (the admin can send it again).
+WEBHOOK_RETRY_FOR_SECONDS = envfloat("WEBHOOK_RETRY_FOR_SECONDS", 72 * 3600)
+# Endpoints on loopback, private or link-local addresses are refused (SSRF) unless this is true.
+WEBHOOK_ALLOW_PRIVATE_URLS = envbool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+# How long a process trusts its list of active endpoints (an endpoint saved elsewhere waits this long).
+WEBHOOK_ENDPOINT_CACHE_SECONDS = envfloat("WEBHOOK_ENDPOINT_CACHE_SECONDS", 5)
 
 # Security: safe by default, stricter still when SITE_URL is https.
 SECURE_CONTENT_TYPE_NOSNIFF = True

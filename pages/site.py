@@ -25,7 +25,7 @@ from ownedaudience import links
 from subscribers import services as subscriber_services
 from subscribers.forms import FORMS, SignupForm, clean_source
 from subscribers.models import SourceLink
-from subscribers.throttle import client_ip, signup_allowed
+from ownedaudience.throttle import client_ip, signup_allowed
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,15 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ownedaudience.scoping import CreatorScopedAdmin, CreatorScopedTabularInline
 
 from . import services
+from .erasure import erase_subscriber, refuse_erased
 from .models import OwedEmail, Subscriber, Subscription, SubscriptionEvent, Suppression
 
 
@@ -31,9 +35,33 @@ class SubscriberAdmin(CreatorScopedAdmin):
     list_display = ("email", "name", "created_at")
     search_fields = ("email", "name")
     inlines = [SubscriptionInline]
+    actions = ("erase_everywhere",)
 
     def get_readonly_fields(self, request, obj=None):
         return () if request.user.is_superuser else ("email", "name", "created_at")
+
+    def has_erase_permission(self, request):
+        return request.user.is_superuser
+
+    @admin.action(description=_("Erase selected people everywhere (delete their data)"), permissions=["erase"])
+    def erase_everywhere(self, request, queryset):
+        """An operator's: from every newsletter here. A creator erases from their own lists, on Subscriptions."""
+        if request.POST.get("post") != "yes":
+            return _erase_confirmation(self, request, queryset, "erase_everywhere", everywhere=True)
+        people = list(queryset.values_list("id", flat=True))
+        for subscriber_id in people:
+            erase_subscriber(subscriber_id, actor="operator", actor_user=request.user)
+        self.message_user(request, ngettext("%d person erased everywhere.", "%d people erased everywhere.",
+                                            len(people)) % len(people), messages.SUCCESS)
+
+
+def _erase_confirmation(model_admin, request, queryset, action, *, everywhere):
+    """The intermediate page of Django's own delete action: nothing is erased before a second yes."""
+    return TemplateResponse(request, "subscribers/admin/erase_confirmation.html", {
+        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
+        "title": _("Erase these people?"), "queryset": queryset, "action": action, "everywhere": everywhere,
+        "keeps_digest": settings.ERASURE_KEEP_DIGEST, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    })
 
 
 class SubscriptionAddForm(forms.ModelForm):
@@ -61,6 +89,8 @@ class SubscriptionAddForm(forms.ModelForm):
             raise forms.ValidationError(
                 _("%(email)s is already on the list of %(newsletter)s.") % {"email": email, "newsletter": newsletter}
             )
+        if email and newsletter:
+            refuse_erased(email, newsletter.pk)
         return cleaned
 
 
@@ -90,7 +120,7 @@ class SubscriptionAdmin(CreatorScopedAdmin):
     list_filter = ("status", "tier", "newsletter", "source")
     search_fields = ("subscriber__email", "subscriber__name", "source")
     list_select_related = ("subscriber", "newsletter")
-    actions = ["unsubscribe_selected"]
+    actions = ("unsubscribe_selected", "erase_selected")
     inlines = [SubscriptionEventInline]
     # Status and tier change only through the one writer (subscribers.services.subscription_change):
     # by the fan, by actions here, by billing; never by typing them in.
@@ -149,6 +179,24 @@ class SubscriptionAdmin(CreatorScopedAdmin):
             ngettext("%d subscription unsubscribed.", "%d subscriptions unsubscribed.", changed) % changed,
             messages.SUCCESS,
         )
+
+    @admin.action(description=_("Erase selected people (delete their data)"))
+    def erase_selected(self, request, queryset):
+        """Each person from the newsletters of their selected subscriptions, which are the creator's own
+        (the queryset is scoped): another creator's list keeps them. The admin's history records none of it."""
+        if request.POST.get("post") != "yes":
+            return _erase_confirmation(self, request, queryset, "erase_selected", everywhere=False)
+        people = {}
+        for subscriber_id, newsletter_id in queryset.values_list("subscriber_id", "newsletter_id"):
+            people.setdefault(subscriber_id, set()).add(newsletter_id)
+        removed = sum(
+            erase_subscriber(subscriber_id, newsletter_ids=sorted(newsletter_ids), actor="operator"
+                             if request.user.is_superuser else "creator", actor_user=request.user)
+            for subscriber_id, newsletter_ids in people.items()
+        )
+        self.message_user(request, ngettext("%d subscription erased, with its history and deliveries.",
+                                            "%d subscriptions erased, with their history and deliveries.",
+                                            removed) % removed, messages.SUCCESS)
 
 
 @admin.register(OwedEmail)

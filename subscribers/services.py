@@ -116,8 +116,12 @@ def subscription_add_by_creator(*, newsletter, email, user, name="", source="", 
     confirmation email; nobody is mailed an issue before they say yes. With `attested` the creator
     declares that this address already opted in to this list (on their old platform, on paper):
     active at once, and the declaration, who made it and when, is its consent record. Both are
-    recorded as the subscription's first event. Returns the subscription.
+    recorded as the subscription's first event. Returns the subscription. An address erased from
+    this newsletter or everywhere is refused either way (ValidationError): only the person may come back.
     """
+    from .erasure import refuse_erased
+
+    refuse_erased(email, newsletter.pk)
     now = timezone.now()
     who = user.get_username()
     if attested:

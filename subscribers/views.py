@@ -5,6 +5,7 @@ scanners. A signed token in the URL is the only credential, so they are CSRF-exe
 no cookies; a GET only ever shows a page with a button, and only a POST changes anything.
 """
 
+from django.conf import settings
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -14,8 +15,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from . import services
+from .erasure import erase_subscriber
 from .models import Subscription
-from .throttle import client_ip
+from ownedaudience.throttle import client_ip
 from .tokens import make_token, read_token
 
 
@@ -114,7 +116,7 @@ def preferences(request, token):
             return _page(
                 request,
                 "subscribers/preferences.html",
-                _preferences_context(subscriber, subscriptions, _("That did not work; please try again.")),
+                _preferences_context(token, subscriber, subscriptions, _("That did not work; please try again.")),
                 status=400,
             )
         if action == "leave":
@@ -140,9 +142,32 @@ def preferences(request, token):
     }
     notice = notices.get(request.GET.get("done", ""), "")
     return _page(
-        request, "subscribers/preferences.html", _preferences_context(subscriber, subscriptions, notice)
+        request, "subscribers/preferences.html", _preferences_context(token, subscriber, subscriptions, notice)
     )
 
 
-def _preferences_context(subscriber, subscriptions, notice):
-    return {"subscriber": subscriber, "subscriptions": subscriptions, "notice": notice}
+def _preferences_context(token, subscriber, subscriptions, notice):
+    return {"subscriber": subscriber, "subscriptions": subscriptions, "notice": notice,
+            "erase_url": reverse("subscribers:erase", args=[token])}
+
+
+@csrf_exempt
+@never_cache
+def erase(request, token):
+    """The fan's "delete my data", linked from the preference page: GET asks (link scanners fetch it),
+    POST forgets the address everywhere. In the language of the newsletter whose email carried the link."""
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    _subscription_id, subscription = _subscription("preferences", token)
+    if subscription is None:
+        return _bad_link(request)
+    newsletter = subscription.newsletter
+    if request.method == "POST":
+        erase_subscriber(subscription.subscriber_id, actor="fan")
+        return _page(request, "subscribers/erased.html", {}, newsletter=newsletter)
+    context = {
+        "subscriber": subscription.subscriber, "keeps_digest": settings.ERASURE_KEEP_DIGEST,
+        "subscriptions": subscription.subscriber.subscriptions.select_related("newsletter").order_by("newsletter__name"),
+        "preferences_url": reverse("subscribers:preferences", args=[token]),
+    }
+    return _page(request, "subscribers/erase.html", context, newsletter=newsletter)

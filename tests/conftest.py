@@ -133,7 +133,7 @@ def fresh_rate_limits(settings):
     """Rate-limit counters of this test only (a key prefix of its own; nothing is flushed)."""
     import uuid
 
-    from subscribers import throttle
+    from ownedaudience import throttle
 
     settings.RATE_LIMIT_KEY_PREFIX = f"test-rl:{uuid.uuid4().hex}"
     throttle.reset_counters()
