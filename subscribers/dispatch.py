@@ -13,9 +13,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import mailers
-from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
+
+from ownedaudience import outbox
 
 from .models import OwedEmail
 
@@ -53,24 +54,8 @@ def recover_stale(now=None):
 def claim_due(limit=CLAIM_SIZE, now=None):
     """Mark up to `limit` due pending rows queued; returns their ids. Safe with several dispatchers."""
     now = now or timezone.now()
-    claim = uuid.uuid4().hex
-    with transaction.atomic():
-        due = (
-            OwedEmail.objects.select_for_update(
-                skip_locked=connection.features.has_select_for_update_skip_locked
-            )
-            .filter(status=Status.PENDING, due_at__lte=now)
-            .order_by("due_at", "id")
-            .values_list("id", flat=True)[:limit]
-        )
-        ids = list(due)
-        if not ids:
-            return []
-        OwedEmail.objects.filter(id__in=ids, status=Status.PENDING).update(
-            status=Status.QUEUED, claim=claim, queued_at=now
-        )
-    # By primary key: the rows this call claimed (another dispatcher may have taken some).
-    return list(OwedEmail.objects.filter(id__in=ids, claim=claim).order_by("id").values_list("id", flat=True))
+    due = OwedEmail.objects.filter(status=Status.PENDING, due_at__lte=now).order_by("due_at", "id")
+    return outbox.claim_due(due, limit=limit, now=now)
 
 
 def dispatch_due():
@@ -78,24 +63,8 @@ def dispatch_due():
     from .tasks import send_owed_emails
 
     recover_stale()
-    handed = 0
-    for _round in range(MAX_ROUNDS):
-        ids = claim_due()
-        for start in range(0, len(ids), TASK_SIZE):
-            chunk = ids[start : start + TASK_SIZE]
-            try:
-                send_owed_emails.apply_async(args=[chunk], retry=False)
-            except Exception:
-                # Not handed over: put them back for the next round rather than wait for the lease.
-                OwedEmail.objects.filter(id__in=ids[start:], status=Status.QUEUED).update(
-                    status=Status.PENDING, claim=""
-                )
-                log.exception("could not publish owed emails; %d left pending", len(ids) - start)
-                return handed
-            handed += len(chunk)
-        if len(ids) < CLAIM_SIZE:
-            break
-    return handed
+    return outbox.dispatch(claim_due, send_owed_emails, OwedEmail, claim_size=CLAIM_SIZE, task_size=TASK_SIZE,
+                           rounds=MAX_ROUNDS, what="owed emails")
 
 
 _is_transient_smtp = (

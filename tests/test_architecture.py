@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. `ownedaudience` is the wiring (settings, urls, Celery): it may import every app,
 # and the apps may use only its helper modules below.
 LAYERS = ["subscribers", "billing", "newsletters", "delivery", "pages", "webhooks", "portability", "api"]
-SHARED = {"ownedaudience.env", "ownedaudience.links", "ownedaudience.scoping", "ownedaudience.throttle"}
+SHARED = {"ownedaudience.env", "ownedaudience.links", "ownedaudience.scoping", "ownedaudience.throttle", "ownedaudience.outbox"}
 
 
 def imported_modules(path):

@@ -12,15 +12,16 @@ receiver may get it twice, with the same webhook-id, which is how it dedupes.
 import json
 import logging
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPException
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
+
+from ownedaudience import outbox
 
 from . import client
 from .events import nudge_after_commit
@@ -61,22 +62,10 @@ def recover_stale(now=None):
 def claim_due(limit=CLAIM_SIZE, now=None):
     """Mark up to `limit` due pending rows of active endpoints queued; returns their ids."""
     now = now or timezone.now()
-    claim = uuid.uuid4().hex
-    with transaction.atomic():
-        due = (
-            Message.objects.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
-            .filter(status=Status.PENDING, next_attempt_at__lte=now,
-                    endpoint_id__in=Endpoint.objects.filter(active=True).values("id"))
-            .order_by("next_attempt_at", "id")
-            .values_list("id", flat=True)[:limit]
-        )
-        ids = list(due)
-        if not ids:
-            return []
-        Message.objects.filter(id__in=ids, status=Status.PENDING).update(
-            status=Status.QUEUED, claim=claim, queued_at=now
-        )
-    return list(Message.objects.filter(id__in=ids, claim=claim).order_by("id").values_list("id", flat=True))
+    due = Message.objects.filter(
+        status=Status.PENDING, next_attempt_at__lte=now, endpoint_id__in=Endpoint.objects.filter(active=True).values("id")
+    ).order_by("next_attempt_at", "id")
+    return outbox.claim_due(due, limit=limit, now=now)
 
 
 def dispatch_due():
@@ -84,23 +73,8 @@ def dispatch_due():
     from .tasks import deliver_webhooks
 
     recover_stale()
-    handed = 0
-    for _round in range(MAX_ROUNDS):
-        ids = claim_due()
-        for start in range(0, len(ids), TASK_SIZE):
-            chunk = ids[start:start + TASK_SIZE]
-            try:
-                deliver_webhooks.apply_async(args=[chunk], retry=False)
-            except Exception:
-                Message.objects.filter(id__in=ids[start:], status=Status.QUEUED).update(
-                    status=Status.PENDING, claim=""
-                )
-                log.exception("could not publish webhooks; %d left pending", len(ids) - start)
-                return handed
-            handed += len(chunk)
-        if len(ids) < CLAIM_SIZE:
-            break
-    return handed
+    return outbox.dispatch(claim_due, deliver_webhooks, Message, claim_size=CLAIM_SIZE, task_size=TASK_SIZE,
+                           rounds=MAX_ROUNDS, what="webhooks")
 
 
 def body_and_headers(message):
