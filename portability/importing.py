@@ -73,21 +73,21 @@ def run(job, stream):
                 detected = _read(job, stream, cursor)
                 job.timings = {"read": time.monotonic() - started}
                 Import.objects.filter(pk=job.pk).update(status=Import.Status.WRITING, detected_format=detected)
+                platform = PLATFORMS.get(detected, detected)
                 with transaction.atomic():
-                    _merge(job, cursor, PLATFORMS.get(detected, detected))
+                    _merge(job, cursor, platform)
                     counts = _counts(cursor)
                     job.timings["merge"] = time.monotonic() - started - job.timings["read"]
-                    platform = PLATFORMS.get(detected, detected)
-                    written = subscriptions_import(
-                        MERGED, newsletter_id=job.newsletter_id, consent_form=f"import:{detected}",
-                        attestation=attestation_text(job, platform) if job.attested else "",
-                        now=timezone.now(), actor_user=job.created_by,
-                    ) if job.attested or not counts["active"] else None
-                    if written is None:
+                    if counts["active"] and not job.attested:
                         raise ImportFailed(
                             "The file has active addresses: confirm that they opted in on the old platform "
                             "(the attestation) to import them."
                         )
+                    written = subscriptions_import(
+                        MERGED, newsletter_id=job.newsletter_id, consent_form=f"import:{detected}",
+                        attestation=attestation_text(job, platform) if job.attested else "",
+                        now=timezone.now(), actor_user=job.created_by,
+                    )
             finally:
                 cursor.execute(f"DROP TABLE IF EXISTS {ROWS}")
                 cursor.execute(f"DROP TABLE IF EXISTS {MERGED}")
