@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench-send bench-signup bench-import clean
+.PHONY: install run test bench-send bench-signup bench-import bench-erase clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || "$$(sh scripts/find-python)" -m venv $(VENV)
@@ -29,6 +29,9 @@ bench-signup: install
 # Import of an N-row Substack file, the same again, then the export; ends with one JSON line.
 bench-import: install
 	$(PY) bench/import.py $(if $(N),--n $(N))
+
+bench-erase: install
+	$(PY) bench/erase.py
 
 clean:
 	rm -rf $(VENV) var

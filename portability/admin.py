@@ -8,12 +8,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from ownedaudience.scoping import CreatorScopedAdmin
+from newsletters.models import Newsletter
+from ownedaudience.scoping import CreatorScopedAdmin, visible
 
+from .export_views import export_download
 from .models import Import
 from .tasks import run_import
 
@@ -51,6 +54,7 @@ class ImportAdmin(CreatorScopedAdmin):
                 "progress", "active", "suppressed", "paid", "rejected", "created", "changed", "error", "report",
                 "created_at", "started_at", "finished_at")
     change_form_template = "admin/portability/import/change_form.html"
+    change_list_template = "admin/portability/import/change_list.html"
     actions = ["queue_again"]
 
     def get_fields(self, request, obj=None):
@@ -101,6 +105,9 @@ class ImportAdmin(CreatorScopedAdmin):
 
     def get_urls(self):
         return [
+            path("export/", self.admin_site.admin_view(self.export_view), name="portability_export"),
+            path("export/<int:newsletter_id>.zip", self.admin_site.admin_view(export_download),
+                 name="portability_export_download"),
             path("<path:object_id>/progress.json", self.admin_site.admin_view(self.progress_view),
                  name="portability_import_progress"),
             path("<path:object_id>/report.csv", self.admin_site.admin_view(self.report_view),
@@ -114,6 +121,14 @@ class ImportAdmin(CreatorScopedAdmin):
         if not self.has_view_permission(request, job):
             raise PermissionDenied
         return job
+
+    def export_view(self, request):
+        """Everything of each newsletter the user may see, one zip per newsletter."""
+        newsletters = visible(request, Newsletter.objects.order_by("name"))
+        return TemplateResponse(request, "admin/portability/export.html", {
+            **self.admin_site.each_context(request), "title": _("Export everything"), "opts": self.model._meta,
+            "newsletters": newsletters,
+        })
 
     def progress_view(self, request, object_id):
         job = self._job(request, object_id)

@@ -17,7 +17,7 @@ so a failed import leaves the audience as it was.
 import os
 import time
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -75,6 +75,9 @@ def run(job, stream):
                 Import.objects.filter(pk=job.pk).update(status=Import.Status.WRITING, detected_format=detected)
                 platform = PLATFORMS.get(detected, detected)
                 with transaction.atomic():
+                    if connection.vendor == "postgresql":
+                        # The merge and the joins hash a whole file: in memory, not spilled in batches.
+                        cursor.execute("SET LOCAL work_mem = '128MB'")
                     _merge(job, cursor, platform)
                     counts = _counts(cursor)
                     job.timings["merge"] = time.monotonic() - started - job.timings["read"]
@@ -122,6 +125,8 @@ def _size(stream):
 
 def _create_rows_table(cursor):
     pg = connection.vendor == "postgresql"
+    if pg:
+        _temp_buffers(cursor)
     when, ip = ("timestamptz", "inet") if pg else ("datetime", "char(39)")
     cursor.execute(f"DROP TABLE IF EXISTS {ROWS}")
     cursor.execute(f"""
@@ -131,6 +136,16 @@ def _create_rows_table(cursor):
             consent_form text, consent_text text, consent_user_agent text, note text
         )
     """)
+
+
+def _temp_buffers(cursor):
+    """A file's rows fit in the session's memory instead of going to disk 8 MB at a time; allowed
+    only before the session's first temporary table (a worker's connection may have had one)."""
+    try:
+        with transaction.atomic():
+            cursor.execute("SET temp_buffers = '256MB'")
+    except DatabaseError:
+        pass
 
 
 def _read(job, stream, cursor):

@@ -240,3 +240,21 @@ def test_one_click_export_answers_the_owner_a_zip_and_anyone_else_404(garden, ma
         export_download(request, news.pk)
     request.user = django_user_model.objects.create_superuser("root", "root@example.org", "pw")
     assert export_download(request, news.pk).status_code == 200
+
+
+def test_the_admin_export_page_lists_the_creators_newsletters_and_downloads_the_zip(garden, make_creator, client):
+    user, news = garden
+    other, other_news = make_creator("other")
+    client.force_login(user)
+    listing = client.get("/admin/portability/import/")
+    assert listing.status_code == 200 and "/admin/portability/import/export/" in listing.content.decode()
+    page = client.get("/admin/portability/import/export/")
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert f"/admin/portability/import/export/{news.pk}.zip" in body
+    assert f"/admin/portability/import/export/{other_news.pk}.zip" not in body
+    response = client.get(f"/admin/portability/import/export/{news.pk}.zip")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as zf:
+        assert {"newsletter.json", "subscribers.csv", "events.csv"} <= set(zf.namelist())
+    assert client.get(f"/admin/portability/import/export/{other_news.pk}.zip").status_code == 404
