@@ -9,7 +9,7 @@ from ninja.pagination import paginate
 
 from subscribers import services
 from subscribers.forms import SignupForm
-from subscribers.models import Subscription, SubscriptionEvent
+from subscribers.models import Subscription
 
 from .access import newsletter_or_404, newsletters_of, subscription_or_404, user_of
 from .schemas import (
@@ -115,12 +115,27 @@ def change_subscriber(request, payload: SubscriberPatch, slug: str = SLUG, subsc
             services.subscriptions_unsubscribe(
                 Subscription.objects.filter(pk=subscription.pk), actor="api", actor_user=user, detail="api"
             )
-        if payload.tier is not None:
-            services.subscription_change(
-                subscription.pk, kind=SubscriptionEvent.Kind.TIER, actor="api", actor_user=user,
-                tier=payload.tier, detail="api",
-            )
+        if payload.tier is not None and payload.tier != subscription.tier:
+            _change_tier(subscription, payload.tier, user)
     return Subscription.objects.select_related("subscriber").get(pk=subscription.pk)
+
+
+def _change_tier(subscription, tier, user):
+    """Comped is the creator's grant (billing's comp); paid comes from Stripe alone."""
+    from billing import services as billing
+
+    if tier == Subscription.Tier.PAID:
+        raise HttpError(422, "The paid tier comes from a Stripe payment; grant the comped tier instead.")
+    membership = getattr(subscription, "membership", None)
+    try:
+        if tier == Subscription.Tier.COMPED:
+            billing.comp_grant(subscription_id=subscription.pk, user=user, actor="api")
+        elif membership is not None and membership.source == membership.Source.COMP:
+            billing.comp_end(membership.pk, user=user, detail="comp ended through the API", actor="api")
+        else:
+            raise HttpError(409, "This member pays through Stripe: the membership ends when it is canceled there.")
+    except billing.BillingError as error:
+        raise HttpError(409, str(error)) from error
 
 
 @router.delete("/newsletters/{slug}/subscribers/{subscription_id}", response={204: None, **FAILS})

@@ -1,7 +1,8 @@
 """Markdown to email HTML, plain text and web page, plus the checks an issue passes before it is sent.
 
 Rendering happens once per issue and audience; the output keeps placeholders that each
-recipient's copy fills in (see mime.py).
+recipient's copy fills in (see mime.py). An issue for everyone may hold a paywall marker: free
+readers get the part above it and an invitation to become a member, members get it all.
 """
 
 import re
@@ -23,6 +24,8 @@ NAME = "%%OA_NAME%%"
 UNSUBSCRIBE_URL = "%%OA_UNSUBSCRIBE_URL%%"
 PREFERENCES_URL = "%%OA_PREFERENCES_URL%%"
 NAME_TAG = re.compile(r"\{\{\s*name\s*\}\}")
+# A line holding only `<!-- paywall -->`, or Ghost's `<!--members-only-->` (its posts import with it).
+PAYWALL = re.compile(r"^[ \t]*<!--[ \t]*(?:paywall|members-only)[ \t]*-->[ \t]*$\n?", re.IGNORECASE | re.MULTILINE)
 
 ALLOWED_TAGS = nh3.ALLOWED_TAGS - {"map", "area"}
 FORBIDDEN_TAGS = {"script", "iframe", "object", "embed", "form", "input", "button", "style", "link", "meta",
@@ -150,10 +153,34 @@ def markdown_to_html(body):
     return NAME_TAG.sub(NAME, UNSAFE_OUTPUT.sub("", html))
 
 
+def unix_lines(body):
+    return body.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def markdown_to_text(body):
     """The body as the plain-text part shows it: Markdown as typed, merge tags left as placeholders."""
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
-    return NAME_TAG.sub(NAME, UNSAFE_OUTPUT.sub("", text))
+    return NAME_TAG.sub(NAME, UNSAFE_OUTPUT.sub("", unix_lines(body)))
+
+
+def split_paywall(body):
+    """(the part above the first paywall marker, whether there is one); without a marker, the whole body.
+
+    Lines end where the text part ends them, so a marker followed by a lone `\\r` still counts: a
+    missed marker would hand the members' part to everyone."""
+    body = unix_lines(body)
+    marker = PAYWALL.search(body)
+    return (body[:marker.start()].rstrip(), True) if marker else (body, False)
+
+
+def readable_body(body, member):
+    """The Markdown a reader is shown: all of it for a member, without the markers (the text part
+    would show them as typed), and the part above the paywall for everyone else."""
+    return PAYWALL.sub("", unix_lines(body)) if member else split_paywall(body)[0]
+
+
+def upgrade_url(newsletter):
+    """Where the invitation to become a member leads: the plans on the newsletter's bio page."""
+    return links.page(newsletter) + "#plans"
 
 
 def body_problems(body):
@@ -192,18 +219,22 @@ def issue_problems(issue):
 
 
 def render_issue(issue, variant):
-    """(html, text) of an issue's email for one audience, with per-recipient placeholders."""
+    """(html, text) of an issue's email for one audience ("free" or "paid"), with per-recipient
+    placeholders; the free one stops at the paywall and invites the reader to become a member."""
     newsletter = issue.newsletter
-    body_html = markdown_to_html(issue.body_markdown)
+    paid = variant == "paid"
+    body = readable_body(issue.body_markdown, member=paid)
     context = {
         "issue": issue,
         "newsletter": newsletter,
-        "body_html": body_html,
-        "body_text": markdown_to_text(issue.body_markdown),
+        "body_html": markdown_to_html(body),
+        "body_text": markdown_to_text(body),
         "web_url": links.issue(issue),
         "unsubscribe_url": UNSUBSCRIBE_URL,
         "preferences_url": PREFERENCES_URL,
-        "paid": variant == "paid",
+        "paid": paid,
+        "paywalled": not paid and split_paywall(issue.body_markdown)[1],
+        "upgrade_url": upgrade_url(newsletter),
     }
     with translation.override(newsletter.language):
         html = render_to_string("newsletters/email/issue.html", context)
@@ -211,7 +242,8 @@ def render_issue(issue, variant):
     return _inliner.inline(html), text.strip() + "\n"
 
 
-def render_web_body(issue):
-    """The issue's body for its web page: merge tags read as a neutral greeting."""
+def render_web_body(issue, *, member=True):
+    """The issue's body for its web page: merge tags read as a neutral greeting. All of it for a
+    member (what the send stores), only the part above the paywall for anyone else."""
     with translation.override(issue.newsletter.language):
-        return markdown_to_html(issue.body_markdown).replace(NAME, _("friend"))
+        return markdown_to_html(readable_body(issue.body_markdown, member)).replace(NAME, _("friend"))

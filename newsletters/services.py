@@ -31,6 +31,8 @@ CREATOR_PERMISSIONS = {
         "subscriptionevent": ("view",),
     },
     "api": {"apitoken": ("view", "add", "change")},  # their own tokens only (api/admin.py)
+    "billing": {"plan": ("view", "add", "change"), "billingsettings": ("view", "add", "change"),
+                "membership": ("view", "add")},
 }
 
 

@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "webhooks",
     "portability",
     "api",
+    # Members' code login; after the apps, so pages/templates/account/ overrides its templates.
+    "allauth",
+    "allauth.account",
 ]
 
 MIDDLEWARE = [
@@ -68,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -152,6 +156,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 1.0,
         "options": {"expires": 10},
     },
+    "expire-comps": {"task": "billing.tasks.expire_comps", "schedule": 3600.0, "options": {"expires": 600}},
 }
 
 # Signup defences for the public, CSRF-exempt endpoints: "COUNT/SECONDS" per client IP
@@ -183,6 +188,24 @@ def _mailer(transport):
 
 # "transactional" carries confirmations, login codes and receipts; "default" is Django's own.
 MAILERS = {"default": _mailer(EMAIL_TRANSPORT), "transactional": _mailer(EMAIL_TRANSPORT)}
+
+# Stripe (paid memberships, billing/): the installation's account. Without a secret key the
+# billing pages say billing is not set up and nothing else changes. A newsletter may use its
+# own account instead (keys entered in the admin, stored encrypted with a key derived from
+# SECRET_KEY, or from BILLING_ENCRYPTION_KEY when set, so rotating SECRET_KEY need not lose them).
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = envstr("STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET", "")
+# Another address for Stripe's API (a test stand-in, a proxy); empty: Stripe's own.
+STRIPE_API_BASE = envstr("STRIPE_API_BASE", "")
+# A webhook signed longer ago than this is refused (Stripe's own default tolerance).
+STRIPE_WEBHOOK_TOLERANCE = envint("STRIPE_WEBHOOK_TOLERANCE", 300)
+BILLING_ENCRYPTION_KEY = envstr("BILLING_ENCRYPTION_KEY", "")
+# Where the join form and the member's "Manage billing" button send the browser (a redirect after a
+# form post obeys the page's form-action): Stripe's Checkout and Customer Portal, or the stand-in.
+STRIPE_PAGE_ORIGINS = envlist("STRIPE_PAGE_ORIGINS") or ["https://checkout.stripe.com", "https://billing.stripe.com"]
+if STRIPE_API_BASE:
+    STRIPE_PAGE_ORIGINS.append("{0.scheme}://{0.netloc}".format(urlsplit(STRIPE_API_BASE)))
 
 # The send engine (see ARCHITECTURE.md). 0 means "pick for me".
 SES_MAX_IN_FLIGHT = envint("SES_MAX_IN_FLIGHT", 8)  # SES calls at once per worker process
@@ -232,6 +255,33 @@ WEBHOOK_RETRY_FOR_SECONDS = envfloat("WEBHOOK_RETRY_FOR_SECONDS", 72 * 3600)
 WEBHOOK_ALLOW_PRIVATE_URLS = envbool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 # How long a process trusts its list of active endpoints (an endpoint saved elsewhere waits this long).
 WEBHOOK_ENDPOINT_CACHE_SECONDS = envfloat("WEBHOOK_ENDPOINT_CACHE_SECONDS", 5)
+
+# Members log in at /account/login/ with a code emailed to them (django-allauth, pages/members.py); no
+# password, no signup (billing makes members' logins). Creators keep their password at /admin/.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "member_account"
+ACCOUNT_ADAPTER = "pages.members.MemberAccountAdapter"
+ACCOUNT_FORMS = {"request_login_code": "pages.members.MemberLoginCodeForm"}
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
+ACCOUNT_LOGIN_BY_CODE_ENABLED = True
+ACCOUNT_LOGIN_BY_CODE_TIMEOUT = 180  # seconds a code lives (allauth's default)
+ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS = 3  # wrong codes before it is dead (allauth's default)
+# An unknown address gets the same page as a member's and no email at all.
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
+ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+# Code requests per client IP (IPv6 by /64) and per address, counted in the cache (Redis).
+ACCOUNT_RATE_LIMITS = {"request_login_code": envstr("LOGIN_CODE_RATE_LIMITS", "20/10m/ip,3/10m/key")}
+ALLAUTH_TRUSTED_PROXY_COUNT = 1 if CLIENT_IP_FROM_FORWARDED_FOR else 0  # the hop our own proxy appended
+# The code email goes on the transactional queue; the worker imports its task (not in a tasks.py).
+CELERY_IMPORTS = ["pages.members"]
+CELERY_TASK_ROUTES["pages.members.*"] = {"queue": "transactional"}
 
 # Security: safe by default, stricter still when SITE_URL is https.
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -283,6 +333,9 @@ SECURE_CSP = {
     "base-uri": [CSP.NONE],
     "frame-ancestors": [CSP.NONE],
 }
+# The pages whose forms lead to Stripe (the bio page's plans, the member's "Manage billing"): a
+# redirect after a form post obeys form-action, so Stripe's Checkout and Portal are named there only.
+CSP_TO_STRIPE = {**SECURE_CSP, "form-action": [CSP.SELF, *STRIPE_PAGE_ORIGINS]}
 # /<slug>/embed sits in an iframe on any site, and its script posts the form to this site.
 _EMBED_PAGE = "pages/templates/pages/embed.html"
 CSP_EMBED = {

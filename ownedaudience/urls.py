@@ -58,6 +58,8 @@ urlpatterns = [
     path("admin/outbox/<int:pk>/html", admin.site.admin_view(outbox_html), name="outbox_html"),
     path("admin/", (_with_policy(_admin_patterns, settings.CSP_ADMIN), _admin_app, _admin_namespace)),
     path("api/v1/", include("api.urls")),
+    path("billing/", include("billing.urls")),
+    path("account/", include("pages.account_urls")),
     path("", include("subscribers.urls")),
     path("", include("pages.issue_urls")),
     # Last: /<slug>/… matches any word, so every fixed route above must come first.

@@ -14,18 +14,20 @@ from django.db.models import F
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csp import csp_override
 from django.views.decorators.csrf import csrf_exempt
 
+from billing import selectors as billing_selectors
 from newsletters.embed import consent_text_for
 from newsletters.models import Issue, Newsletter
 from ownedaudience import links
+from ownedaudience.throttle import client_ip, signup_allowed
 from subscribers import services as subscriber_services
 from subscribers.forms import FORMS, SignupForm, clean_source
 from subscribers.models import SourceLink
-from ownedaudience.throttle import client_ip, signup_allowed
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,14 @@ def _page_context(request, newsletter, *, source="", form_email="", errors=None)
         "subscribe_action": links.subscribe(newsletter, absolute_url=False),
         "form_email": form_email,
         "errors": errors or [],
+        "plans": list(billing_selectors.plans_on_offer(newsletter.pk)),
+        "join_action": f"/{newsletter.slug}/join",
+        "member_login_url": f"{reverse('account_request_login_code')}?next=/{newsletter.slug}/issues/",
     }
 
 
 def _render_page(request, newsletter, *, status=200, **context):
-    return _in_language(
+    return _to_stripe(_in_language(
         newsletter,
         lambda: render(
             request,
@@ -75,7 +80,7 @@ def _render_page(request, newsletter, *, status=200, **context):
             _page_context(request, newsletter, **context),
             status=status,
         ),
-    )
+    ))
 
 
 def page(request, slug):
@@ -242,9 +247,15 @@ def _answer_error(request, newsletter, as_json, errors, *, status, form_kind="",
         return _render_embed(
             request, newsletter, status=status, source=source, form_email=form_email, errors=messages
         )
-    return render(
+    return _to_stripe(render(
         request,
         "pages/page.html",
         _page_context(request, newsletter, source=source, form_email=form_email, errors=messages),
         status=status,
-    )
+    ))
+
+
+def _to_stripe(response):
+    """The bio page's plan forms end at Stripe Checkout (what csp_override does, for a response made here)."""
+    response._csp_config = settings.CSP_TO_STRIPE
+    return response

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import site
+from . import checkout, site
 
 app_name = "site"
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("<slug:slug>/subscribe", site.subscribe, name="subscribe"),
     path("<slug:slug>/embed", site.embed, name="embed"),
     path("<slug:slug>/r/<slug:code>", site.source_link, name="source_link"),
+    path("<slug:slug>/join", checkout.join, name="join"),
+    path("<slug:slug>/joined", checkout.joined, name="joined"),
 ]

@@ -7,6 +7,7 @@
     issues/<date>-<slug>.md  front matter (JSON-quoted values, valid YAML) + the Markdown body
     images/<path>          files under MEDIA_ROOT the issues link to (external URLs stay as they are)
     deliveries.csv         what each send did, from the delivery ledger (informational)
+    members.csv            paying and comped members: plan, Stripe state, ids (informational)
 
 On PostgreSQL the two big files stream out of `COPY (SELECT …) TO STDOUT` straight into their zip
 entries; elsewhere an ORM iterator writes them. Nothing is held in memory, whatever the list size,
@@ -29,6 +30,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from billing.models import Membership
 from delivery.progress import progress
 from subscribers.models import Subscriber, Subscription, SubscriptionEvent, Suppression
 
@@ -214,6 +216,20 @@ def newsletter_settings(newsletter):
     }
 
 
+MEMBER_HEADER = ("email", "source", "plan", "amount", "currency", "interval", "status", "current_period_end",
+                 "cancel_at_period_end", "comp_until", "ended_at", "stripe_customer_id", "stripe_subscription_id",
+                 "created_at")
+
+
+def _members(zf, newsletter):
+    rows = (Membership.objects.filter(subscription__newsletter=newsletter).order_by("id").values_list(
+        "subscription__subscriber__email", "source", "plan__name", "plan__amount", "plan__currency", "plan__interval",
+        "status", "current_period_end", "cancel_at_period_end", "comp_until", "ended_at", "stripe_customer_id",
+        "stripe_subscription_id", "created_at",
+    ))
+    return _write_rows(zf, "members.csv", MEMBER_HEADER, rows.iterator(chunk_size=2000))
+
+
 def export_newsletter(newsletter, out):
     """Write the newsletter's export zip to `out` (a path or a binary file object); returns counts."""
     started = time.monotonic()
@@ -231,6 +247,7 @@ def export_newsletter(newsletter, out):
         counts["issues"] = _issues(zf, issues)
         counts["images"] = _images(zf, issues)
         _deliveries(zf, issues)
+        counts["members"] = _members(zf, newsletter)
         zf.writestr("newsletter.json", json.dumps({
             "format_version": FORMAT_VERSION, "exporter": EXPORTER, "exported_at": iso(timezone.now()),
             "site_url": settings.SITE_URL, "media_url": settings.MEDIA_URL, **newsletter_settings(newsletter),

@@ -13,6 +13,7 @@ import csv
 import html
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,6 +149,14 @@ def ghost_posts(path, site_url=""):
 # --- into the archive ---------------------------------------------------------------------------
 
 
+# Where the old platform cut a post for free readers: our marker, on a line of its own.
+PAYWALL_MARKS = re.compile(r'<!--\s*members-only\s*-->|<div class="paywall-jump"[^>]*>\s*</div>', re.IGNORECASE)
+
+
+def with_paywall_marker(body):
+    return PAYWALL_MARKS.sub("\n<!-- paywall -->\n", body, count=1)
+
+
 def import_posts(newsletter, path, *, site_url=""):
     """Import a Substack or Ghost export into `newsletter`'s archive. Returns the counts
     (sent, drafts, skipped) and a report line per post skipped."""
@@ -166,7 +175,7 @@ def import_posts(newsletter, path, *, site_url=""):
                 continue
             issue = Issue.objects.create(
                 newsletter=newsletter, title=" ".join(post.title.split())[:300], slug=slug,
-                body_markdown=f"<div>\n{post.html.strip()}\n</div>\n" if post.html.strip() else "",
+                body_markdown=f"<div>\n{with_paywall_marker(post.html.strip())}\n</div>\n" if post.html.strip() else "",
                 status=post.status, audience=post.audience, show_on_web=post.show_on_web, sent_at=post.sent_at,
             )
             if post.created_at or post.sent_at:  # created_at is auto_now_add: the original date, afterwards

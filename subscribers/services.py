@@ -34,6 +34,21 @@ def subscriber_ensure(*, email, name=""):
         return Subscriber.objects.get(email__iexact=email)
 
 
+def subscription_for_checkout(*, newsletter, email, source="checkout"):
+    """The fan's subscription to pay for: theirs, or a new pending one with no confirmation email
+    (paying is the consent, recorded when it completes; the person's own act, like a signup)."""
+    with transaction.atomic():
+        subscription, created = Subscription.objects.get_or_create(
+            subscriber=subscriber_ensure(email=email), newsletter=newsletter,
+            defaults={"status": Subscription.Status.PENDING, "source": source[:100], "consent_form": "checkout"},
+        )
+        if created:
+            _subscription_created(subscription.id, kind=SubscriptionEvent.Kind.SIGNUP, actor="fan", consent={},
+                                  status=subscription.status, tier=subscription.tier, now=subscription.created_at,
+                                  detail="started a checkout")
+    return subscription
+
+
 def subscription_exists(*, email, newsletter):
     return Subscription.objects.filter(
         subscriber__email__iexact=normalize_email(email), newsletter=newsletter

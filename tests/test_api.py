@@ -263,6 +263,12 @@ def test_the_tier_changes_through_the_one_writer(creator, subscribe):
     event = subscription.events.get()
     assert (event.kind, event.actor, event.from_tier, event.to_tier) == ("tier", "api", "free", "comped")
     assert api("patch", f"/newsletters/zine/subscribers/{subscription.pk}", {"tier": "gold"}).status_code == 422
+    # The comp is billing's: a membership row; paid comes from Stripe only; free ends the comp.
+    assert subscription.membership.source == "comp"
+    refused = api("patch", f"/newsletters/zine/subscribers/{subscription.pk}", {"tier": "paid"})
+    assert refused.status_code == 422 and "Stripe" in refused.json()["detail"]
+    body = api("patch", f"/newsletters/zine/subscribers/{subscription.pk}", {"tier": "free"}).json()
+    assert body["tier"] == "free" and subscription.events.count() == 2
 
 
 def test_a_name_shared_with_another_creators_list_is_not_theirs_to_change(creator, other, subscribe):

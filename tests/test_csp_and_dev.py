@@ -57,7 +57,7 @@ INLINE_BLOCK = re.compile(r"<(script|style)\b([^>]*)>(.*?)</\1>", re.IGNORECASE 
 INLINE_ATTRIBUTE = re.compile(r"<[a-z][^>]*?\s(style|on[a-z]+)\s*=", re.IGNORECASE)
 
 
-def assert_strict(response, *, frame_ancestors=NONE, admin=False, connect=False):
+def assert_strict(response, *, frame_ancestors=NONE, admin=False, connect=False, to_stripe=False):
     """The page's policy allows nothing by default and no inline code but its own blocks, and the
     page holds nothing the policy would block: every <script>/<style> block is named by the policy
     (public pages: by hash, the same in every answer; the admin: by this response's nonce), and no
@@ -65,7 +65,8 @@ def assert_strict(response, *, frame_ancestors=NONE, admin=False, connect=False)
     directives = policy(response)
     assert directives["default-src"] == [NONE]
     assert directives["base-uri"] == [NONE]
-    assert directives["form-action"] == [SELF]
+    # Pages whose forms end at Stripe (Checkout, the Customer Portal) name those origins, nothing else.
+    assert directives["form-action"] == [SELF, *(settings.STRIPE_PAGE_ORIGINS if to_stripe else [])]
     assert directives["frame-ancestors"] == [frame_ancestors]
     for name, values in directives.items():
         for value in values:
@@ -133,7 +134,7 @@ def test_public_pages_have_a_strict_policy_and_nothing_it_would_block(client, zi
     }
     for name, response in pages.items():
         assert response.status_code in (200, 400, 404), name
-        directives = assert_strict(response)
+        directives = assert_strict(response, to_stripe=name in ("bio page", "bio page with a source", "signup error"))
         assert directives["img-src"] == [SELF, "https:", "http:"], name  # avatars, issue pictures
         assert response["X-Frame-Options"] == "DENY", name
     # Signup answers stay the same bytes whatever the address (and the pages can be cached): no nonce.

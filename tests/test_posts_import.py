@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from delivery.models import Delivery
+from newsletters import rendering
 from newsletters.models import Issue
 from portability.posts import import_posts
 
@@ -86,6 +87,9 @@ def test_the_substack_zip_and_the_command(news, tmp_path):
     call_command("import_posts", str(export), newsletter=news.slug, stdout=out)
     assert json.loads(out.getvalue()) == {"sent": 3, "drafts": 1, "skipped": 1}
     assert issues(news)["the-paid-deep-dive"].audience == Issue.Audience.PAID
+    # Substack's paywall line became our marker: the opening is a teaser, the rest is for members.
+    free, cut = rendering.split_paywall(issues(news)["the-paid-deep-dive"].body_markdown)
+    assert cut and "full breakdown" in free and "only in the paid edition" not in free
 
     folder = tmp_path / "unzipped"
     shutil.copytree(SUBSTACK, folder)
