@@ -113,6 +113,14 @@ class PlanAdmin(CreatorScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # members may still pay through it; switch it off instead
 
+    def changelist_view(self, request, extra_context=None):
+        if not selectors.installation_ready() and not BillingSettings.objects.exclude(secret_key_encrypted="").exists():
+            self.message_user(request, _(
+                "Billing is not set up: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET for the installation, or "
+                "enter a newsletter's own Stripe keys under Billing settings. Fans see no plans until then."),
+                messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
 
 class BillingSettingsForm(forms.ModelForm):
     secret_key = forms.CharField(

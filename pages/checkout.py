@@ -22,7 +22,7 @@ from billing.services import AlreadyMember, BillingError, checkout_start
 from newsletters.models import Newsletter
 from ownedaudience import links
 from ownedaudience.throttle import client_ip, signup_allowed
-from subscribers.forms import SignupForm
+from subscribers.forms import SignupForm, clean_source
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ def join(request, slug):
             return response
         try:
             url = checkout_start(
-                plan=plan, email=email, source=str(request.POST.get("ref", ""))[:100] or "checkout",
+                plan=plan, email=email, source=clean_source(request.POST.get("ref", "")) or "checkout",
                 success_url=links.absolute(f"/{newsletter.slug}/joined"),
-                cancel_url=links.absolute(f"/{newsletter.slug}/#plans"),
+                cancel_url=links.absolute(f"/{newsletter.slug}/?checkout=canceled#plans"),
             )
         except BillingNotSetUp:
             return _problem(request, newsletter, _("Paid memberships are not set up for this newsletter yet."), 503)

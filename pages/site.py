@@ -47,7 +47,7 @@ def _in_language(newsletter, build):
     return response
 
 
-def _page_context(request, newsletter, *, source="", form_email="", errors=None):
+def _page_context(request, newsletter, *, source="", form_email="", errors=None, checkout_canceled=False):
     issues = list(
         Issue.objects.filter(newsletter=newsletter, status=Issue.Status.SENT, show_on_web=True).order_by(
             F("sent_at").desc(nulls_last=True), "-id"
@@ -67,6 +67,7 @@ def _page_context(request, newsletter, *, source="", form_email="", errors=None)
         "errors": errors or [],
         "plans": list(billing_selectors.plans_on_offer(newsletter.pk)),
         "join_action": f"/{newsletter.slug}/join",
+        "checkout_canceled": checkout_canceled,
         "member_login_url": f"{reverse('account_request_login_code')}?next=/{newsletter.slug}/issues/",
     }
 
@@ -86,7 +87,8 @@ def _render_page(request, newsletter, *, status=200, **context):
 def page(request, slug):
     """The link-in-bio page: /<slug>/, with ?ref= or utm_source= naming where the fan came from."""
     newsletter = get_object_or_404(Newsletter, slug=slug)
-    return _render_page(request, newsletter, source=_source_from(request.GET))
+    return _render_page(request, newsletter, source=_source_from(request.GET),
+                        checkout_canceled=request.GET.get("checkout") == "canceled")
 
 
 def source_link(request, slug, code):

@@ -7,6 +7,7 @@ feed is read by nobody in particular, so it carries only what anyone may read.""
 import re
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
@@ -14,7 +15,7 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_cache_control, patch_vary_headers
 
-from billing.selectors import member_subscription
+from billing.selectors import member_subscription, plans_on_offer
 from delivery.models import Rendition
 from newsletters import rendering
 from newsletters.models import Issue, Newsletter
@@ -67,10 +68,14 @@ def issue_detail(request, slug, issue_slug):
             "body_html": readable_web_body(issue, member),
             "upgrade_url": rendering.upgrade_url(newsletter),
             "login_url": f"{reverse('account_request_login_code')}?{urlencode({'next': request.path})}",
+            "plans": list(plans_on_offer(newsletter.pk)) if (members_only or paywalled) and not member else [],
+            "join_action": f"/{newsletter.slug}/join",
+            "source": f"issue-{issue.slug}"[:100],  # a member won here is counted for this issue
         })
     if members_only or paywalled:
         patch_cache_control(response, private=True)
         patch_vary_headers(response, ["Cookie"])
+        response._csp_config = settings.CSP_TO_STRIPE  # the plans under the paywall end at Stripe Checkout
     return response
 
 

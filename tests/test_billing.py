@@ -114,7 +114,9 @@ def test_checkout_sends_the_fan_to_stripe_with_their_subscription_and_paying_mak
     assert params["subscription_data"]["trial_period_days"] == "14"
     assert params["subscription_data"]["metadata"]["ownedaudience_subscription"] == str(subscription.pk)
     assert params["allow_promotion_codes"] == "true"
-    assert params["success_url"].endswith("/zine/joined") and params["cancel_url"].endswith("/zine/#plans")
+    assert params["success_url"].endswith("/zine/joined")
+    assert params["cancel_url"].endswith("/zine/?checkout=canceled#plans")
+    assert "No payment was made" in client.get("/zine/?checkout=canceled").content.decode()
     # Not subscribed before: pending, and no confirmation email (paying will be the consent).
     assert subscription.status == S.PENDING and not OwedEmail.objects.filter(subscription=subscription).exists()
 
@@ -273,7 +275,10 @@ def test_a_newsletter_with_its_own_account_is_paid_there_and_refuses_the_install
 
 def test_without_keys_billing_says_it_is_not_set_up_and_nothing_else_breaks(make_creator, settings, client):
     settings.STRIPE_SECRET_KEY = settings.STRIPE_WEBHOOK_SECRET = ""
-    _, newsletter = make_creator("zine")
+    creator, newsletter = make_creator("zine")
+    client.force_login(creator)
+    assert "Billing is not set up" in client.get("/admin/billing/plan/", follow=True).content.decode()
+    client.logout()
     Plan.objects.create(newsletter=newsletter, name="Monthly", amount=500, stripe_price_id="price_x")
     page = client.get("/zine/")
     assert page.status_code == 200 and 'id="plans"' not in page.content.decode()
@@ -348,3 +353,39 @@ def test_the_export_carries_the_members_with_their_plan_and_stripe_state(zine, s
     assert by_email["payer@example.org"]["plan"] == "Monthly" and by_email["payer@example.org"]["amount"] == "500"
     assert by_email["payer@example.org"]["stripe_subscription_id"] == remote["id"]
     assert by_email["payer@example.org"]["status"] == "active" and by_email["friend@example.org"]["source"] == "comp"
+
+
+def test_the_paywall_offers_the_plans_and_a_join_there_is_counted_for_the_issue(zine, stripe_api, client):
+    from newsletters.models import Issue
+
+    _, newsletter, plan = zine
+    Issue.objects.create(newsletter=newsletter, title="Deep", slug="deep", status=Issue.Status.SENT,
+                         sent_at=timezone.now(), body_markdown="Opening.\n\n<!-- paywall -->\n\nThe rest.")
+    response = client.get("/zine/issues/deep/")
+    html = response.content.decode()
+    assert "The rest." not in html and 'action="/zine/join"' in html and f'value="{plan.pk}"' in html
+    assert 'name="ref" value="issue-deep"' in html and "https://checkout.stripe.com" in response["Content-Security-Policy"]
+    assert client.post("/zine/join", {"plan": plan.pk, "email": "reader@example.org", "ref": "issue-deep"}).status_code == 303
+    assert Subscription.objects.get(subscriber__email="reader@example.org").source == "issue-deep"
+
+
+def test_the_members_page_shows_the_plan_and_opens_the_customer_portal(zine, stripe_api, subscribe, client):
+    from billing.members import member_user_ensure
+
+    _, newsletter, plan = zine
+    subscription = subscribe(newsletter, "payer@example.org")
+    remote = paid_member(stripe_api, plan, subscription)
+    assert post_event(client, "customer.subscription.created", remote).status_code == 200
+    user, created = member_user_ensure("payer@example.org")
+    assert not created  # the login was made when the membership began
+    client.force_login(user)
+    page = client.get("/account/")
+    html = page.content.decode()
+    assert "Monthly" in html and "$5.00" in html and "Next payment on" in html
+    assert "https://billing.stripe.com" in page["Content-Security-Policy"]
+    response = client.post(f"/account/billing/{subscription.pk}/")
+    assert response.status_code == 303 and response["Location"].startswith(f"{stripe_api.url}/portal/")
+    call = stripe_api.calls("POST", "/v1/billing_portal/sessions")[-1]
+    assert call["params"]["customer"] == remote["customer"] and call["params"]["return_url"].endswith("/account/")
+    client.force_login(member_user_ensure("someone@example.org")[0])
+    assert client.post(f"/account/billing/{subscription.pk}/").status_code == 404  # not theirs
