@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "billing",
     "newsletters",
     "delivery",
+    "feedback",
     "pages",
     "webhooks",
     "portability",
@@ -255,6 +256,19 @@ WEBHOOK_RETRY_FOR_SECONDS = envfloat("WEBHOOK_RETRY_FOR_SECONDS", 72 * 3600)
 WEBHOOK_ALLOW_PRIVATE_URLS = envbool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 # How long a process trusts its list of active endpoints (an endpoint saved elsewhere waits this long).
 WEBHOOK_ENDPOINT_CACHE_SECONDS = envfloat("WEBHOOK_ENDPOINT_CACHE_SECONDS", 5)
+
+# Feedback from Amazon SES over SNS (feedback/): SNS posts to /feedback/ses/. Only messages from these
+# topics (comma-separated ARNs) are taken; any other topic is answered 403 and changes nothing.
+SES_SNS_TOPIC_ARNS = envlist("SES_SNS_TOPIC_ARNS")
+# An SNS message older than this (or more than five minutes in the future) is refused as stale.
+SNS_MAX_AGE_SECONDS = envint("SNS_MAX_AGE_SECONDS", 3600)
+# An address is suppressed at this many transient (or undetermined) bounces within the window.
+SES_TRANSIENT_BOUNCE_LIMIT = envint("SES_TRANSIENT_BOUNCE_LIMIT", 3)
+SES_TRANSIENT_BOUNCE_WINDOW_DAYS = envint("SES_TRANSIENT_BOUNCE_WINDOW_DAYS", 7)
+# For tests only: "host:port" to connect to instead of the SNS host (the certificate is still checked
+# for the SNS host's name), and a CA file trusted instead of the system's. Leave both empty.
+SNS_CERTIFICATE_CONNECT_TO = envstr("SNS_CERTIFICATE_CONNECT_TO")
+SNS_CA_BUNDLE = envstr("SNS_CA_BUNDLE")
 
 # Members log in at /account/login/ with a code emailed to them (django-allauth, pages/members.py); no
 # password, no signup (billing makes members' logins). Creators keep their password at /admin/.

@@ -59,6 +59,7 @@ urlpatterns = [
     path("admin/", (_with_policy(_admin_patterns, settings.CSP_ADMIN), _admin_app, _admin_namespace)),
     path("api/v1/", include("api.urls")),
     path("billing/", include("billing.urls")),
+    path("feedback/", include("feedback.urls")),
     path("account/", include("pages.account_urls")),
     path("", include("subscribers.urls")),
     path("", include("pages.issue_urls")),
