@@ -14,7 +14,7 @@ from .mime import PreparedMessage, Recipient, shared_headers
 from .models import Delivery
 from .progress import progress  # noqa: F401 (the engine's reads, next to its actions)
 from .starting import IssueNotReady, SendFailed
-from .transports import SENT, get_transport
+from transports import SENT, get_transport
 
 S = Delivery.Status
 

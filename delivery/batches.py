@@ -18,11 +18,13 @@ from django.utils import timezone
 from newsletters import selectors
 from newsletters.models import Issue
 
-from . import ratelimit, signals
+from transports import ratelimit
+
+from . import signals
 from .mime import PreparedMessage, Recipient, format_datetime_now
 from .models import Delivery, DeliveryClaim, Rendition
 from .progress import progress
-from .transports import FAILED, SENT, THROTTLED, UNKNOWN, Result, get_transport
+from transports import FAILED, SENT, THROTTLED, UNKNOWN, Result, get_transport
 
 log = logging.getLogger(__name__)
 S = Delivery.Status

@@ -21,7 +21,7 @@ from ownedaudience import links
 from subscribers.emails import one_line
 
 from .outbox import NEWSLETTER_HEADER
-from .transports import Outgoing
+from transports import Outgoing
 
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 PLACEHOLDERS = re.compile(f"({re.escape(NAME)}|{re.escape(UNSUBSCRIBE_URL)}|{re.escape(PREFERENCES_URL)})")
@@ -159,7 +159,7 @@ class PreparedMessage:
 def _ascii_domain(address):
     """The address with an IDN domain in its IDNA form, as the envelope carries it; an address that
     cannot be converted is left as it is (the transport then fails that one message)."""
-    from .transports.smtp import idna_address
+    from transports.smtp import idna_address
 
     try:
         return idna_address(address)

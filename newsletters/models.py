@@ -46,6 +46,17 @@ class Newsletter(models.Model):
         blank=True,
         help_text=_("Email domains that may not sign up, one per line (subdomains included)."),
     )
+    # Engagement, off by default: counted in aggregate, per fan only when the creator says so.
+    track_clicks = models.BooleanField(
+        default=False, help_text=_("Links in emails go through this site, which counts the clicks.")
+    )
+    track_opens = models.BooleanField(
+        default=False, help_text=_("A tiny image counts opens. Many mail apps load it on their own: a rough figure.")
+    )
+    engagement_per_subscriber = models.BooleanField(
+        default=False,
+        help_text=_("Keep who clicked and opened, per fan; every email's footer then says so."),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -89,6 +100,7 @@ class IssueStatus(models.TextChoices):
     SENDING = "sending", _("Sending")
     SENT = "sent", _("Sent")
     FAILED = "failed", _("Failed")
+    PAUSED = "paused", _("Paused")
 
 
 class IssueAudience(models.TextChoices):
@@ -109,6 +121,8 @@ class Issue(models.Model):
     show_on_web = models.BooleanField(default=True)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     send_started_at = models.DateTimeField(null=True, blank=True)
+    # Why a send stopped itself (the transport refused the account, too many bounces): resumed by a person.
+    paused_reason = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

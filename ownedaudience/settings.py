@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "subscribers",
     "billing",
     "newsletters",
+    "transports",
     "delivery",
     "feedback",
     "pages",
@@ -184,7 +185,7 @@ def _mailer(transport):
         return {"BACKEND": "delivery.outbox.OutboxBackend"}
     # SMTP, SES and discard: through the send engine's own transports, so transactional mail
     # is read the same way as bulk mail (an answer lost after DATA is "unknown", never resent).
-    return {"BACKEND": "delivery.transports.backend.TransportEmailBackend"}
+    return {"BACKEND": "transports.backend.TransportEmailBackend"}
 
 
 # "transactional" carries confirmations, login codes and receipts; "default" is Django's own.

@@ -92,7 +92,9 @@ def start_worker(tmp_path, database_url):
 @pytest.fixture
 def transport_settings(settings):
     """Point the send engine at another EMAIL_URL (and fresh per-process caches) for one test."""
-    from delivery import engine, ratelimit, transports
+    import transports
+    from delivery import engine
+    from transports import ratelimit
     from ownedaudience.env import parse_email_url
 
     def use(url, **overrides):
@@ -150,7 +152,7 @@ def no_send_pause_left_over():
         return
     import redis
 
-    from delivery.ratelimit import PAUSE_KEY
+    from transports.ratelimit import PAUSE_KEY
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.delete(PAUSE_KEY)

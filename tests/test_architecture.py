@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. `ownedaudience` is the wiring (settings, urls, Celery): it may import every app,
 # and the apps may use only its helper modules below.
-LAYERS = ["subscribers", "billing", "newsletters", "delivery", "feedback", "pages", "webhooks", "portability", "api"]
+LAYERS = ["subscribers", "billing", "newsletters", "transports", "delivery", "feedback", "pages", "webhooks", "portability", "api"]
 SHARED = {"ownedaudience.env", "ownedaudience.links", "ownedaudience.scoping", "ownedaudience.throttle", "ownedaudience.outbox"}
 
 

@@ -10,10 +10,10 @@ import boto3
 import pytest
 
 from delivery.mime import PreparedMessage, Recipient, shared_headers
-from delivery.transports import FAILED, SENT, Outgoing
-from delivery.transports.ses import NO_SMTPUTF8 as SES_NO_SMTPUTF8
-from delivery.transports.ses import SESTransport
-from delivery.transports.smtp import NO_SMTPUTF8, SMTPTransport
+from transports import FAILED, SENT, Outgoing
+from transports.ses import NO_SMTPUTF8 as SES_NO_SMTPUTF8
+from transports.ses import SESTransport
+from transports.smtp import NO_SMTPUTF8, SMTPTransport
 from newsletters.rendering import render_issue
 from subscribers.models import OwedEmail, Subscriber
 from subscribers.services import normalize_email, subscriber_ensure

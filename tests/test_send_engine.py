@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from delivery import engine
 from delivery.models import Delivery, DeliveryClaim
-from delivery.transports import FAILED, RETRY, UNKNOWN, Result
+from transports import FAILED, RETRY, UNKNOWN, Result
 from newsletters import rendering
 from newsletters.models import Issue
 from subscribers.models import Subscriber, Subscription, Suppression
@@ -169,7 +169,7 @@ def test_transient_errors_give_up_once_their_time_is_spent(ready_issue, no_kick,
 
 
 def test_throttling_pauses_the_send_and_costs_the_rows_nothing(ready_issue, no_kick, transport_settings, smtp_sink):
-    from delivery import ratelimit
+    from transports import ratelimit
 
     transport_settings(smtp_sink.url, REDIS_URL="", SEND_PAUSE_BASE_SECONDS=30, SEND_PAUSE_MAX_SECONDS=60)
     issue, _ = ready_issue(n=6)
@@ -357,7 +357,7 @@ def test_tasks_stay_short_and_are_never_lost_with_a_worker(transport_settings, s
     # A batch is sized to last about SEND_BATCH_SECONDS at the account's rate, far inside the
     # time the broker waits before it hands an unacknowledged task to another worker.
     transport_settings("discard://", SEND_RATE=14, SEND_BATCH_SECONDS=20)
-    from delivery.transports import get_transport
+    from transports import get_transport
 
     assert engine.batch_size(get_transport()) * 1.0 / 14 <= 20 + 1
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from delivery import engine
 from delivery.models import Delivery
-from delivery.ratelimit import BUCKET_KEY, PAUSE_KEY
-from delivery.transports import build_transport
+from transports.ratelimit import BUCKET_KEY, PAUSE_KEY
+from transports import build_transport
 from newsletters.models import Issue
 from ownedaudience.env import parse_email_url
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from delivery.transports import FAILED, SENT, THROTTLED, Outgoing, get_transport
+from transports import FAILED, SENT, THROTTLED, Outgoing, get_transport
 
 from .smtp_sink import SmtpSink
 
@@ -112,7 +112,7 @@ def test_an_address_that_could_smuggle_commands_is_refused(smtp_sink, transport_
 
 def test_a_4xx_at_rcpt_speaks_for_that_recipient_only(smtp_sink, transport_settings):
     """Greylisting one address is not the relay throttling: that row retries on its own, the send goes on."""
-    from delivery.transports import RETRY
+    from transports import RETRY
 
     smtp_sink.handler.refused_recipients = {"grey@fans.example": "451 4.7.1 Greylisted, try again later"}
     transport_settings(smtp_sink.url)
@@ -130,7 +130,7 @@ def test_a_group_goes_out_side_by_side_and_each_answer_speaks_for_its_own_messag
     """A group is one message per connection, all on the wire at once. A refusal at the end of
     DATA, a connection that drops before answering, and a greylisted recipient each touch their
     own message only; the next group reuses the live connections and replaces the dropped one."""
-    from delivery.transports import RETRY, UNKNOWN
+    from transports import RETRY, UNKNOWN
 
     smtp_sink.handler.slow_seconds = 0.5
     smtp_sink.handler.data_replies = {"spam@fans.example": "554 5.7.1 Looks like spam"}

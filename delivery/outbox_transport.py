@@ -5,8 +5,8 @@ import email.policy
 
 from django.conf import settings
 
-from ..outbox import NEWSLETTER_HEADER, newsletter_ids
-from . import SENT, Result, Transport
+from .outbox import NEWSLETTER_HEADER, newsletter_ids
+from transports import SENT, Result, Transport
 
 
 def _part(parsed, subtype):
@@ -22,7 +22,7 @@ class OutboxTransport(Transport):
         self.in_flight = self.window  # nothing is on a wire: a crash cannot cut a window short
 
     def send(self, messages):
-        from ..models import OutboxMessage
+        from .models import OutboxMessage
 
         parsed_messages = [email.message_from_bytes(m.raw, policy=email.policy.default) for m in messages]
         slugs = [str(parsed.get(NEWSLETTER_HEADER, ""))[:60] for parsed in parsed_messages]

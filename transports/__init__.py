@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 SENT, RETRY, FAILED, UNKNOWN, THROTTLED = "sent", "retry", "failed", "unknown", "throttled"
 
@@ -59,25 +60,24 @@ class Transport(ABC):
 _cache = {}
 
 
+# By dotted path, like Django's EMAIL_BACKEND: the dev outbox keeps its messages in a model of
+# the delivery app, so its transport lives there, above this app, and is loaded by name.
+KINDS = {
+    "smtp": "transports.smtp.SMTPTransport",
+    "ses": "transports.ses.SESTransport",
+    "outbox": "delivery.outbox_transport.OutboxTransport",
+    "discard": "transports.discard.DiscardTransport",
+}
+
+
 def build_transport(description):
     kind = description["transport"]
-    if kind == "smtp":
-        from .smtp import SMTPTransport
-
-        return SMTPTransport(**{k: v for k, v in description.items() if k != "transport"})
+    if kind not in KINDS:
+        raise ValueError(f"unknown transport {kind!r}")
+    options = {k: v for k, v in description.items() if k != "transport"}
     if kind == "ses":
-        from .ses import SESTransport
-
-        return SESTransport(region=description["region"], configuration_set=description["configuration_set"])
-    if kind == "outbox":
-        from .outbox import OutboxTransport
-
-        return OutboxTransport()
-    if kind == "discard":
-        from .discard import DiscardTransport
-
-        return DiscardTransport()
-    raise ValueError(f"unknown transport {kind!r}")
+        options = {"region": options["region"], "configuration_set": options["configuration_set"]}
+    return import_string(KINDS[kind])(**options)
 
 
 def get_transport():

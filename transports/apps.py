@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TransportsConfig(AppConfig):
+    name = "transports"
+    verbose_name = "Transports"
