@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench-send bench-signup bench-import bench-erase clean
+.PHONY: install run test bench-send bench-signup bench-import bench-erase bench-guard bench-dkim clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || "$$(sh scripts/find-python)" -m venv $(VENV)
@@ -32,6 +32,14 @@ bench-import: install
 
 bench-erase: install
 	$(PY) bench/erase.py
+
+# The send guard's counting on a million-row send (feedback/guard.py); ends with one JSON line.
+bench-guard: install
+	$(PY) bench/guard.py
+
+# DKIM signing cost per message, signed against unsigned, in one process.
+bench-dkim: install
+	$(PY) bench/dkim_sign.py
 
 clean:
 	rm -rf $(VENV) var

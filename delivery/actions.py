@@ -7,6 +7,7 @@ from django.db import transaction
 
 from newsletters import rendering
 from newsletters.models import Issue
+from transports import SENT, get_transport
 
 from . import chains
 from .batches import finish, reopen
@@ -14,7 +15,6 @@ from .mime import PreparedMessage, Recipient, shared_headers
 from .models import Delivery
 from .progress import progress  # noqa: F401 (the engine's reads, next to its actions)
 from .starting import IssueNotReady, SendFailed
-from transports import SENT, get_transport
 
 S = Delivery.Status
 

@@ -11,8 +11,9 @@ from django.utils.dateparse import parse_datetime
 from newsletters import rendering, selectors
 from newsletters.models import Issue
 from ownedaudience.scoping import CreatorScopedAdmin
+from transports import checks
 
-from . import engine
+from . import engagement, engine
 from .models import Delivery, OutboxMessage
 
 
@@ -33,6 +34,7 @@ class IssueAdmin(CreatorScopedAdmin):
         "show_on_web",
         "scheduled_at",
         "status",
+        "paused_reason",
         "send_started_at",
         "sent_at",
     )
@@ -41,7 +43,7 @@ class IssueAdmin(CreatorScopedAdmin):
         if obj is not None and obj.status not in (Issue.Status.DRAFT, Issue.Status.SCHEDULED):
             # What went out is what the web version shows; only its visibility may change.
             return tuple(f for f in self.fields if f != "show_on_web")
-        return ("scheduled_at", "status", "send_started_at", "sent_at")  # scheduling has its own button
+        return ("scheduled_at", "status", "paused_reason", "send_started_at", "sent_at")  # scheduling has its own button
 
     def get_prepopulated_fields(self, request, obj=None):
         return {} if obj is not None and obj.status != Issue.Status.DRAFT else self.prepopulated_fields
@@ -57,6 +59,8 @@ class IssueAdmin(CreatorScopedAdmin):
             route("progress.json", self.progress_view, "progress"),
             route("retry-failed/", self.retry_failed_view, "retry_failed"),
             route("resolve-unknown/", self.resolve_unknown_view, "resolve_unknown"),
+            route("pause/", self.pause_view, "pause"),
+            route("resume/", self.resume_view, "resume"),
         ] + super().get_urls()
 
     def _issue_for_change(self, request, object_id):
@@ -83,7 +87,11 @@ class IssueAdmin(CreatorScopedAdmin):
                 "audience_count": selectors.audience_count(issue),
                 "counts": engine.progress(issue.pk),
                 "problems": rendering.issue_problems(issue),
+                "engagement": engagement.issue_engagement(issue.pk),
             })
+            if issue.status in (Issue.Status.DRAFT, Issue.Status.SCHEDULED) and issue.newsletter.sender_email:
+                # Flagged before the first send: SES would refuse it, or receivers would see no signature.
+                extra_context["sender_warnings"] = checks.sender_problems(issue.newsletter.sender_email)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def send_view(self, request, object_id):
@@ -148,6 +156,21 @@ class IssueAdmin(CreatorScopedAdmin):
             count = engine.resolve_unknown(issue.pk, resend=resend)
             verb = "Sending again" if resend else "Counted as sent:"
             self.message_user(request, f"{verb} {count} messages of unknown fate.", messages.SUCCESS)
+        return self._back(issue)
+
+    def pause_view(self, request, object_id):
+        issue = self._issue_for_change(request, object_id)
+        if request.method == "POST" and engine.pause(issue.pk, f"Paused by {request.user.get_username()}.", notify=False):
+            self.message_user(request, "Paused. Everyone still pending stays in line.", messages.SUCCESS)
+        return self._back(issue)
+
+    def resume_view(self, request, object_id):
+        issue = self._issue_for_change(request, object_id)
+        if request.method == "POST":
+            if engine.resume(issue.pk):
+                self.message_user(request, "Sending again from where it stopped.", messages.SUCCESS)
+            else:
+                self.message_user(request, "This send is not paused.", messages.WARNING)
         return self._back(issue)
 
 

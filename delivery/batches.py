@@ -17,14 +17,12 @@ from django.utils import timezone
 
 from newsletters import selectors
 from newsletters.models import Issue
+from transports import FAILED, HALTED, SENT, THROTTLED, UNKNOWN, Result, get_transport, ratelimit
 
-from transports import ratelimit
-
-from . import signals
+from . import pausing, signals
 from .mime import PreparedMessage, Recipient, format_datetime_now
 from .models import Delivery, DeliveryClaim, Rendition
 from .progress import progress
-from transports import FAILED, SENT, THROTTLED, UNKNOWN, Result, get_transport
 
 log = logging.getLogger(__name__)
 S = Delivery.Status
@@ -176,7 +174,7 @@ def record(issue_id, token, results, attempts_by_id):
             rows.update(status=S.FAILED, error=error)
         elif outcome == UNKNOWN:
             rows.update(status=S.UNKNOWN, error=error)
-        elif outcome == THROTTLED:  # not the row's fault: it costs no attempt, and the pause gates it
+        elif outcome in (THROTTLED, HALTED):  # not the row's fault: it costs no attempt; a pause gates it
             retry_later(issue_id, token, ids, error, delay=None, charge=False)
         else:
             delay = retry_delay(max(attempts_by_id.get(i, 1) for i in ids))
@@ -230,7 +228,7 @@ class Batch:
     def __init__(self, issue, token, ids, transport):
         self.issue, self.token, self.ids, self.transport = issue, token, ids, transport
         self.sent = []  # the last group's sent rows, carried by the next write
-        self.renewed = time.monotonic()
+        self.renewed = self.looked = time.monotonic()
 
     def _renew_due(self):
         return time.monotonic() - self.renewed > settings.SEND_LEASE_SECONDS / 4
@@ -242,6 +240,14 @@ class Batch:
         if renew:
             self.renewed = time.monotonic()
         return mine
+
+    def _stopped(self):
+        """Whether the send was paused meanwhile; asked at most once a second."""
+        now = time.monotonic()
+        if now - self.looked < 1:
+            return False
+        self.looked = now
+        return not Issue.objects.filter(pk=self.issue.pk, status=Issue.Status.SENDING).exists()
 
     def flush(self):
         if self.sent or self._renew_due():
@@ -256,6 +262,8 @@ class Batch:
         window = max(transport.window, group)
         for start in range(0, len(batch), window):
             self.flush()
+            if self._stopped():
+                return "done", 0  # paused by a person, a guard or another worker: the rest stay pending
             try:
                 wait = ratelimit.reserve(transport, len(batch[start:start + window]))
             except ratelimit.RateUnavailable as error:
@@ -273,6 +281,11 @@ class Batch:
                 mine = self._write([message.delivery_id for message in outgoing])
                 results = transport.send([message for message in outgoing if message.delivery_id in mine])
                 self.sent = record(issue.pk, self.token, results, attempts)
+                halted = [result for result in results if result.outcome == HALTED]
+                if halted:
+                    self.flush()
+                    pausing.pause(issue.pk, halted[0].error)
+                    return "done", 0
                 if any(result.outcome == THROTTLED for result in results):
                     self.flush()
                     seconds = ratelimit.pause(transport)

@@ -40,6 +40,7 @@ from .batches import (
     write,
 )
 from .chains import _chain_key, chain_alive, chain_seen, heartbeat_seconds, kick
+from .pausing import pause, resume
 from .progress import progress
 from .starting import (
     WEB,
@@ -57,8 +58,8 @@ from .watchdog import recover_expired_leases, watchdog
 __all__ = [
     "IN_PROGRESS", "WEB", "Batch", "IssueNotReady", "SendFailed", "_chain_key", "_prepared", "audience_variants",
     "batch_size", "build", "chain_alive", "chain_seen", "chains", "claim", "fail_unbuildable", "finish",
-    "heartbeat_seconds", "kick", "lease_end", "next_step", "prepared", "progress", "record", "recipients",
-    "recover_expired_leases", "release", "render_renditions", "reopen", "resolve_unknown", "retry_delay",
+    "heartbeat_seconds", "kick", "lease_end", "next_step", "pause", "prepared", "progress", "record", "recipients",
+    "recover_expired_leases", "release", "render_renditions", "reopen", "resolve_unknown", "resume", "retry_delay",
     "retry_failed", "retry_later", "schedule_send", "send_next_batch", "send_test", "snapshot",
     "start_due_scheduled", "start_send", "watchdog", "write",
 ]

@@ -16,15 +16,18 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from urllib.parse import quote
 
-from newsletters.rendering import NAME, PREFERENCES_URL, UNSUBSCRIBE_URL
+from newsletters.rendering import NAME, PREFERENCES_URL, RECIPIENT, UNSUBSCRIBE_URL
 from ownedaudience import links
 from subscribers.emails import one_line
-
-from .outbox import NEWSLETTER_HEADER
 from transports import Outgoing
 
+from .engagement import recipient_token
+from .outbox import NEWSLETTER_HEADER
+
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
-PLACEHOLDERS = re.compile(f"({re.escape(NAME)}|{re.escape(UNSUBSCRIBE_URL)}|{re.escape(PREFERENCES_URL)})")
+PLACEHOLDERS = re.compile(
+    f"({re.escape(NAME)}|{re.escape(UNSUBSCRIBE_URL)}|{re.escape(PREFERENCES_URL)}|{re.escape(RECIPIENT)})"
+)
 SOFT_BREAK = b"=\r\n"
 BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -104,6 +107,8 @@ class PreparedMessage:
         ).encode("ascii")
         self.text = encode_template(_crlf(text_body))
         self.html = encode_template(_crlf(html_body))
+        # Engagement per fan (engagement.py): tracked links and the pixel carry the recipient's token.
+        self.per_recipient = RECIPIENT in self.text or RECIPIENT in self.html
         self.part_text = (
             f"--{self.boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -127,6 +132,8 @@ class PreparedMessage:
         preferences_url = preferences_url or links.fan("preferences", recipient.subscription_id)
         name = HEADER_UNSAFE.sub("", recipient.name).strip()
         encoded_links = {UNSUBSCRIBE_URL: encode_value(unsubscribe_url), PREFERENCES_URL: encode_value(preferences_url)}
+        if self.per_recipient:
+            encoded_links[RECIPIENT] = encode_value(recipient_token(self.issue_id, recipient.delivery_id))
         text = fill(self.text, {NAME: encode_value(name), **encoded_links})
         body_html = fill(self.html, {NAME: encode_value(html.escape(name)), **encoded_links})
         message_id = self.message_id(recipient.delivery_id)

@@ -130,3 +130,44 @@ class OutboxMessage(models.Model):
 
     def __str__(self):
         return self.subject
+
+
+# --- engagement (delivery/engagement.py): counted in aggregate, per fan only when the creator says so --
+
+
+class TrackedLink(models.Model):
+    """A link of an issue's email, once per address, rewritten to /l/<signed id> (track_clicks)."""
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="tracked_links")
+    url = models.TextField()
+    clicks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issue", "url"], name="trackedlink_unique_url")]
+
+    def __str__(self):
+        return self.url
+
+
+class LinkClick(models.Model):
+    """One click by one recipient (engagement_per_subscriber only). The delivery is named by id:
+    the ledger carries no constraints, and an erased fan's ledger row takes the name with it."""
+
+    link = models.ForeignKey(TrackedLink, on_delete=models.CASCADE, related_name="recipient_clicks")
+    delivery_id = models.BigIntegerField(db_index=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+
+class IssueEngagement(models.Model):
+    """An issue's open count (track_opens): a rough figure, mail apps load images on their own."""
+
+    issue = models.OneToOneField(Issue, on_delete=models.CASCADE, primary_key=True, related_name="engagement")
+    opens = models.PositiveIntegerField(default=0)
+
+
+class DeliveryOpen(models.Model):
+    """The first time one recipient's copy was opened (engagement_per_subscriber only)."""
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="+")
+    delivery_id = models.BigIntegerField(unique=True)
+    at = models.DateTimeField(auto_now_add=True)

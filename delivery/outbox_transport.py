@@ -5,8 +5,9 @@ import email.policy
 
 from django.conf import settings
 
-from .outbox import NEWSLETTER_HEADER, newsletter_ids
 from transports import SENT, Result, Transport
+
+from .outbox import NEWSLETTER_HEADER, newsletter_ids
 
 
 def _part(parsed, subtype):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from newsletters import rendering, selectors
 from newsletters.models import Issue
 
-from . import chains
+from . import chains, engagement
 from .mime import shared_headers
 from .models import Delivery, Rendition
 
@@ -39,7 +39,7 @@ def render_renditions(issue):
     """Render the issue once per audience and store the result for every worker to use."""
     headers = shared_headers(issue)
     for variant in audience_variants(issue):
-        html, text = rendering.render_issue(issue, variant)
+        html, text = engagement.track(issue, *rendering.render_issue(issue, variant))  # clicks, opens
         Rendition.objects.update_or_create(
             issue=issue, variant=variant, defaults={"headers": headers, "html": html, "text": text}
         )

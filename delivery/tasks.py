@@ -37,3 +37,18 @@ def send_watchdog():
 @shared_task(ignore_result=True, name="newsletters.tasks.send_scheduled_issues")
 def send_scheduled_issues():
     engine.start_due_scheduled()
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=6, default_retry_delay=60,
+             name="delivery.tasks.tell_owners_paused")
+def tell_owners_paused(self, issue_id):
+    """An email to the newsletter's owners: the send stopped itself, why, and where to resume it.
+    Through the transactional mailer; a relay's "not now" is tried again a few times."""
+    from .notices import send_pause_notice
+
+    try:
+        send_pause_notice(issue_id)
+    except Exception as error:
+        if getattr(error, "outcome", None) in ("retry", "throttled"):
+            raise self.retry(exc=error) from error
+        raise

@@ -60,6 +60,8 @@ def recover_expired_leases(issue_id):
 def watchdog():
     """Beat's regular look at every send: recover leases, finish what is done, and restart the
     chains of batches when none has reported in (their tasks were lost with a worker or a broker)."""
+    for issue_id in Issue.objects.filter(status=Issue.Status.PAUSED).values_list("id", flat=True):
+        recover_expired_leases(issue_id)  # a worker lost while a send is paused still leaves its rows
     for issue_id in Issue.objects.filter(status=Issue.Status.SENDING).values_list("id", flat=True):
         back, _ = recover_expired_leases(issue_id)
         due = Delivery.objects.filter(issue_id=issue_id, status=S.PENDING).filter(

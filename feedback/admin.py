@@ -5,7 +5,8 @@ from .models import FeedbackEvent
 
 @admin.register(FeedbackEvent)
 class FeedbackEventAdmin(admin.ModelAdmin):
-    """What SES reported, for operators: one installation's SES account serves every creator."""
+    """What SES, an SMTP relay or the bounce mailbox reported, for operators: one installation's sending
+    account serves every creator."""
 
     list_display = ("at", "kind", "subtype", "recipient", "delivery_id", "message_id")
     list_filter = ("kind", "subtype")

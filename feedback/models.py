@@ -7,6 +7,10 @@ from django.utils.translation import gettext_lazy as _
 class FeedbackEvent(models.Model):
     """One SNS message from SES, kept once by its SNS id, so a replayed message changes nothing.
 
+    Other sources keep their events once the same way, under a key prefixed by where they came
+    from: "postmark:<ID>" and "mailgun:<id>" (feedback/relay.py), "imap:<Message-ID>" for a message
+    read from the bounce mailbox (feedback/mailbox.py).
+
     `delivery_id` names the ledger row the event is about, as a plain integer like the ledger's own
     references: the ledger is written a million rows at a time and must not carry checks for us.
     It is empty for mail outside the ledger (transactional emails) and for SNS's own messages.

@@ -11,6 +11,7 @@ do the same once an address has `SES_TRANSIENT_BOUNCE_LIMIT` of them within
 (complained), and the address is suppressed, since SES counts every complaint against the account.
 """
 
+import hashlib
 import json
 import logging
 from datetime import timedelta
@@ -95,20 +96,43 @@ def _apply_ses_event(message):
     at = parse_datetime(str(body.get("timestamp") or mail.get("timestamp") or "")) or parse_datetime(
         message["Timestamp"]
     )
+    return event_apply(
+        key=message["MessageId"], kind=kind, subtype=subtype, message_id=message_id, delivery=delivery,
+        recipients=recipients, detail=event, at=at,
+    )
+
+
+def event_apply(*, key, kind, subtype, message_id, delivery, recipients, detail, at, actor=ACTOR, source="SES"):
+    """Store one provider event under `key` (unique: a replay is "replayed" and changes nothing) and,
+    in the same transaction, apply a bounce or complaint. Shared by SES, the relay webhooks
+    (feedback/relay.py) and the bounce mailbox (feedback/mailbox.py). A bounce's `subtype` is
+    "Permanent" for a hard bounce; anything else counts toward the transient limit."""
     try:
         with transaction.atomic():
             FeedbackEvent.objects.create(
-                sns_message_id=message["MessageId"], kind=kind, subtype=subtype,
+                sns_message_id=key, kind=kind, subtype=subtype,
                 delivery_id=delivery.pk if delivery else None, message_id=message_id,
-                recipient=recipients[0] if recipients else "", detail=event, at=at,
+                recipient=recipients[0] if recipients else "", detail=detail, at=at,
             )
             if kind == Kind.BOUNCE:
-                _bounced(recipients, subtype, message_id)
+                _bounced(recipients, subtype, message_id, actor=actor, source=source)
             elif kind == Kind.COMPLAINT:
-                _complained(recipients, delivery, subtype)
+                _complained(recipients, delivery, subtype, actor=actor)
     except IntegrityError:
         return "replayed"
+    if kind in (Kind.BOUNCE, Kind.COMPLAINT) and delivery is not None:
+        from .guard import check_send
+
+        check_send(delivery.issue_id)  # whichever source told us: SES, a relay, the bounce mailbox
     return "applied"
+
+
+def event_key(source, value):
+    """A FeedbackEvent key for another provider's event id: "<source>:<id>", hashed when too long."""
+    key = f"{source}:{value}"
+    if len(key) > FeedbackEvent._meta.get_field("sns_message_id").max_length:
+        key = f"{source}:sha256:{hashlib.sha256(str(value).encode()).hexdigest()}"
+    return key
 
 
 def _ses_event(text):
@@ -142,16 +166,39 @@ def _delivery(message_id, mail):
     if not message_id:
         return None
     header = str((mail.get("commonHeaders") or {}).get("messageId") or "")
-    parts = header.strip("<>").split("@")[0].split(".")
-    if len(parts) == 3 and parts[0] == "oa" and parts[2].isdigit():
-        return Delivery.objects.filter(pk=int(parts[2]), message_id=message_id).first()
+    pk = ledger_pk(header)
+    if pk is not None:
+        return Delivery.objects.filter(pk=pk, message_id=message_id).first()
     return Delivery.objects.filter(message_id=message_id).first()
 
 
-def _bounced(addresses, bounce_type, message_id):
+def ledger_pk(header):
+    """The ledger row's id in our Message-ID `<oa.ISSUE.DELIVERY@…>` (brackets optional), or None."""
+    parts = str(header or "").strip().strip("<>").split("@")[0].split(".")
+    if len(parts) == 3 and parts[0] == "oa" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
+def delivery_by_header(header):
+    """The ledger row a relay or a returned message names by our Message-ID header: found by the id
+    in it and confirmed by its issue; failing that, by the ledger's recorded message id."""
+    header = str(header or "").strip()
+    if not header:
+        return None
+    pk = ledger_pk(header)
+    if pk is not None:
+        issue_id = int(header.strip("<>").split("@")[0].split(".")[1])
+        return Delivery.objects.filter(pk=pk, issue_id=issue_id).first()
+    bare = header.strip("<>")
+    return Delivery.objects.filter(message_id__in=[bare, f"<{bare}>"]).first()
+
+
+def _bounced(addresses, bounce_type, message_id, *, actor=ACTOR, source="SES"):
     for address in addresses:
         if bounce_type == "Permanent":
-            _stop(address, Suppression.Reason.BOUNCE, f"permanent bounce of SES message {message_id}")
+            _stop(address, Suppression.Reason.BOUNCE, f"permanent bounce of {source} message {message_id}",
+                  actor=actor)
             continue
         since = timezone.now() - timedelta(days=settings.SES_TRANSIENT_BOUNCE_WINDOW_DAYS)
         count = FeedbackEvent.objects.filter(
@@ -159,20 +206,20 @@ def _bounced(addresses, bounce_type, message_id):
         ).exclude(subtype="Permanent").count()
         if count >= settings.SES_TRANSIENT_BOUNCE_LIMIT:
             _stop(address, Suppression.Reason.BOUNCE,
-                  f"{count} transient bounces in {settings.SES_TRANSIENT_BOUNCE_WINDOW_DAYS} days")
+                  f"{count} transient bounces in {settings.SES_TRANSIENT_BOUNCE_WINDOW_DAYS} days", actor=actor)
 
 
-def _stop(address, reason, detail):
+def _stop(address, reason, detail, *, actor=ACTOR):
     """Suppress the address and mark its live subscriptions bounced, on every newsletter."""
     _suppress(address, reason, detail)
     subscription_change(
         Subscription.objects.filter(subscriber__in=subscribers_by_address(address)),
-        kind=SubscriptionEvent.Kind.BOUNCE, actor=ACTOR, status=Subscription.Status.BOUNCED,
+        kind=SubscriptionEvent.Kind.BOUNCE, actor=actor, status=Subscription.Status.BOUNCED,
         from_statuses=LIVE, detail=detail,
     )
 
 
-def _complained(addresses, delivery, feedback_type):
+def _complained(addresses, delivery, feedback_type, *, actor=ACTOR):
     detail = f"complaint ({feedback_type or 'no type given'})"
     for address in addresses:
         _suppress(address, Suppression.Reason.COMPLAINT, detail)
@@ -182,7 +229,7 @@ def _complained(addresses, delivery, feedback_type):
             Subscription.objects.filter(
                 subscriber__in=subscribers_by_address(address), newsletter_id=delivery.issue.newsletter_id
             ),
-            kind=SubscriptionEvent.Kind.COMPLAINT, actor=ACTOR, status=Subscription.Status.COMPLAINED,
+            kind=SubscriptionEvent.Kind.COMPLAINT, actor=actor, status=Subscription.Status.COMPLAINED,
             from_statuses=[*LIVE, Subscription.Status.BOUNCED], detail=detail,
             fields={"unsubscribed_at": timezone.now()},
         )

@@ -53,6 +53,9 @@ class NewsletterAdmin(CreatorScopedAdmin):
         ("Welcome email, sent after a fan confirms", {"fields": ("welcome_subject", "welcome_body")}),
         ("Signup defences", {"fields": ("blocked_domains",)}),
         ("Sender", {"fields": ("sender_name", "sender_email", "reply_to", "postal_address")}),
+        ("Clicks and opens (off unless you turn them on)", {
+            "fields": ("track_clicks", "track_opens", "engagement_per_subscriber"),
+        }),
         ("Owners", {"fields": ("owners",)}),
     ]
     filter_horizontal = ("owners",)

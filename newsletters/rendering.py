@@ -14,6 +14,7 @@ import markdown
 import nh3
 from django.template.loader import render_to_string
 from django.utils import translation
+from django.utils.html import escape
 from django.utils.translation import gettext as _
 from markdown.inlinepatterns import InlineProcessor, SimpleTextInlineProcessor
 
@@ -23,6 +24,8 @@ from ownedaudience import links
 NAME = "%%OA_NAME%%"
 UNSUBSCRIBE_URL = "%%OA_UNSUBSCRIBE_URL%%"
 PREFERENCES_URL = "%%OA_PREFERENCES_URL%%"
+# The recipient's signed engagement token, in tracked links and the open pixel (engagement_per_subscriber).
+RECIPIENT = "%%OA_RECIPIENT%%"
 NAME_TAG = re.compile(r"\{\{\s*name\s*\}\}")
 # A line holding only `<!-- paywall -->`, or Ghost's `<!--members-only-->` (its posts import with it).
 PAYWALL = re.compile(r"^[ \t]*<!--[ \t]*(?:paywall|members-only)[ \t]*-->[ \t]*$\n?", re.IGNORECASE | re.MULTILINE)
@@ -239,7 +242,33 @@ def render_issue(issue, variant):
     with translation.override(newsletter.language):
         html = render_to_string("newsletters/email/issue.html", context)
         text = render_to_string("newsletters/email/issue.txt", context)
+        if newsletter.engagement_per_subscriber:
+            html, text = _with_engagement_notice(html, text)
     return _inliner.inline(html), text.strip() + "\n"
+
+
+def _with_engagement_notice(html, text):
+    """The footer's word that opens and clicks are kept per fan: first line of the footer."""
+    notice = _("This newsletter records who opens its emails and who clicks its links.")
+    foot = '<div class="foot">'
+    at = html.rfind(foot)
+    paragraph = f"<p>{escape(notice)}</p>"
+    html = html[:at + len(foot)] + paragraph + html[at + len(foot):] if at >= 0 else _before_body_end(html, paragraph)
+    head, separator, tail = text.rpartition("\n--\n")
+    text = f"{head}{separator}{notice}\n{tail}" if separator else f"{text.rstrip()}\n\n{notice}\n"
+    return html, text
+
+
+def _before_body_end(html, fragment):
+    at = html.lower().rfind("</body>")
+    return html[:at] + fragment + html[at:] if at >= 0 else html + fragment
+
+
+def add_open_pixel(html, url):
+    """A 1×1 transparent image at the end of the HTML body, loaded from `url` (track_opens)."""
+    pixel = (f'<img src="{escape(url)}" width="1" height="1" alt="" '
+             'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">')
+    return _before_body_end(html, pixel)
 
 
 def render_web_body(issue, *, member=True):

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 RESERVED_SLUGS = frozenset(
     """
     about account accounts admin api assets billing checkout confirm embed favicon feed healthz
-    help issues login logout media members preferences privacy r robots s ses signup sns static
+    help issues l login logout media members o preferences privacy r robots s ses signup sns static
     stripe subscribe terms unsubscribe webhooks well-known www
     """.split()
 )

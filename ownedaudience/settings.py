@@ -178,6 +178,13 @@ EMAIL_URL = envstr("EMAIL_URL", "outbox://")
 EMAIL_TRANSPORT = parse_email_url(EMAIL_URL, smtp_connections=envint("SMTP_CONNECTIONS", 8))
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", f"noreply@{_site.hostname or 'localhost'}")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# DKIM for the SMTP transport (transports/dkim.py): every message whose From domain is DKIM_DOMAIN
+# or below it is signed (rsa-sha256, relaxed/relaxed) with the key published at
+# SELECTOR._domainkey.DKIM_DOMAIN; `manage.py check_domain DOMAIN` prints the records.
+DKIM_SELECTOR = envstr("DKIM_SELECTOR", "")
+DKIM_DOMAIN = envstr("DKIM_DOMAIN", "").strip().rstrip(".").lower()
+DKIM_PRIVATE_KEY = envstr("DKIM_PRIVATE_KEY", "")  # PEM text; or DKIM_PRIVATE_KEY_FILE, a path to one
+DKIM_PRIVATE_KEY_FILE = envstr("DKIM_PRIVATE_KEY_FILE", "")
 
 
 def _mailer(transport):
@@ -266,10 +273,25 @@ SNS_MAX_AGE_SECONDS = envint("SNS_MAX_AGE_SECONDS", 3600)
 # An address is suppressed at this many transient (or undetermined) bounces within the window.
 SES_TRANSIENT_BOUNCE_LIMIT = envint("SES_TRANSIENT_BOUNCE_LIMIT", 3)
 SES_TRANSIENT_BOUNCE_WINDOW_DAYS = envint("SES_TRANSIENT_BOUNCE_WINDOW_DAYS", 7)
+# The guard on a send (feedback/guard.py): once this many of an issue's messages have gone out, more
+# hard bounces or complaints than these shares pause it, with the figures.
+SEND_GUARD_SAMPLE = envint("SEND_GUARD_SAMPLE", 1000)
+SEND_GUARD_BOUNCE_RATE = envfloat("SEND_GUARD_BOUNCE_RATE", 0.05)
+SEND_GUARD_COMPLAINT_RATE = envfloat("SEND_GUARD_COMPLAINT_RATE", 0.001)
 # For tests only: "host:port" to connect to instead of the SNS host (the certificate is still checked
 # for the SNS host's name), and a CA file trusted instead of the system's. Leave both empty.
 SNS_CERTIFICATE_CONNECT_TO = envstr("SNS_CERTIFICATE_CONNECT_TO")
 SNS_CA_BUNDLE = envstr("SNS_CA_BUNDLE")
+# Bounces from an SMTP relay (feedback/relay.py): its webhook posts Postmark or Mailgun JSON to
+# /feedback/relay/<RELAY_WEBHOOK_SECRET>/. Empty: the endpoint answers 404.
+RELAY_WEBHOOK_SECRET = envstr("RELAY_WEBHOOK_SECRET")
+# The mailbox bounces (DSNs) and mailto: unsubscribe requests arrive in (feedback/mailbox.py), read
+# every minute by beat: imaps://user:password@host:993/INBOX, or imap://…:143/INBOX?starttls=1.
+BOUNCE_IMAP_URL = envstr("BOUNCE_IMAP_URL")
+if BOUNCE_IMAP_URL:
+    CELERY_BEAT_SCHEDULE["read-bounce-mailbox"] = {
+        "task": "feedback.tasks.read_bounce_mailbox", "schedule": 60.0, "options": {"expires": 50},
+    }
 
 # Members log in at /account/login/ with a code emailed to them (django-allauth, pages/members.py); no
 # password, no signup (billing makes members' logins). Creators keep their password at /admin/.

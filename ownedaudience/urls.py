@@ -61,6 +61,7 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("feedback/", include("feedback.urls")),
     path("account/", include("pages.account_urls")),
+    path("", include("pages.engagement")),  # /l/ and /o/: counted links and the open pixel
     path("", include("subscribers.urls")),
     path("", include("pages.issue_urls")),
     # Last: /<slug>/… matches any word, so every fixed route above must come first.

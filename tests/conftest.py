@@ -94,8 +94,8 @@ def transport_settings(settings):
     """Point the send engine at another EMAIL_URL (and fresh per-process caches) for one test."""
     import transports
     from delivery import engine
-    from transports import ratelimit
     from ownedaudience.env import parse_email_url
+    from transports import ratelimit
 
     def use(url, **overrides):
         transports.close_transports()

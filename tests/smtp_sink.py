@@ -72,7 +72,7 @@ def _authenticator(credentials):
     def check(server, session, envelope, mechanism, auth_data):
         ok = isinstance(auth_data, LoginPassword) and (
             auth_data.login.decode(), auth_data.password.decode()) == credentials
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # a refusal answers 535, as relays do
 
     return check
 
@@ -97,6 +97,8 @@ class SmtpSink:
                 options.update(ssl_context=context, auth_require_tls=False)
         if credentials:
             options.update(authenticator=_authenticator(credentials), auth_required=True)
+            if not tls:  # a relay on loopback that takes a login in the clear, as a test can
+                options.update(auth_require_tls=False)
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
 
     @property

@@ -10,13 +10,13 @@ import boto3
 import pytest
 
 from delivery.mime import PreparedMessage, Recipient, shared_headers
+from newsletters.rendering import render_issue
+from subscribers.models import OwedEmail, Subscriber
+from subscribers.services import normalize_email, subscriber_ensure
 from transports import FAILED, SENT, Outgoing
 from transports.ses import NO_SMTPUTF8 as SES_NO_SMTPUTF8
 from transports.ses import SESTransport
 from transports.smtp import NO_SMTPUTF8, SMTPTransport
-from newsletters.rendering import render_issue
-from subscribers.models import OwedEmail, Subscriber
-from subscribers.services import normalize_email, subscriber_ensure
 
 from .smtp_sink import SmtpSink
 from .test_send_ses import _raw_messages, aws_env, moto_server  # noqa: F401 (fixtures)

@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from delivery.models import OutboxMessage
 from delivery.outbox import NEWSLETTER_HEADER, OutboxBackend
-from transports import Outgoing
 from delivery.outbox_transport import OutboxTransport
+from transports import Outgoing
 
 pytestmark = pytest.mark.django_db
 

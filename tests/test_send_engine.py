@@ -9,11 +9,11 @@ from django.utils import timezone
 
 from delivery import engine
 from delivery.models import Delivery, DeliveryClaim
-from transports import FAILED, RETRY, UNKNOWN, Result
 from newsletters import rendering
 from newsletters.models import Issue
 from subscribers.models import Subscriber, Subscription, Suppression
 from subscribers.tokens import make_token
+from transports import FAILED, RETRY, UNKNOWN, Result
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 S = Delivery.Status

@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from delivery import engine
 from delivery.models import Delivery
-from transports.ratelimit import BUCKET_KEY, PAUSE_KEY
-from transports import build_transport
 from newsletters.models import Issue
 from ownedaudience.env import parse_email_url
+from transports import build_transport
+from transports.ratelimit import BUCKET_KEY, PAUSE_KEY
 
 from .redis_server import own_redis  # noqa: F401  (fixture)
 from .servers import free_port

@@ -8,7 +8,7 @@ import pytest
 
 from .servers import ROOT
 
-CATALOGS = [ROOT / f"{app}/locale/vi/LC_MESSAGES" for app in ("subscribers", "newsletters", "pages")]
+CATALOGS = [ROOT / f"{app}/locale/vi/LC_MESSAGES" for app in ("subscribers", "newsletters", "delivery", "pages")]
 
 
 def po_entries(path):

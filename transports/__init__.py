@@ -7,7 +7,10 @@ A transport takes a window of prepared messages and says, for each, one of:
   failed   - refused for good (with the reason),
   unknown  - the connection broke after the message was handed over: it may have gone out,
   throttled - not accepted, nothing went out, and the provider or relay as a whole is saying
-             "slow down" or cannot be reached: the whole send pauses; the row loses nothing.
+             "slow down" or cannot be reached: the whole send pauses; the row loses nothing,
+  halted   - not accepted, nothing went out, and no retry can help until a person acts: the
+             login is wrong, the sender is not verified, the account is paused. The send stops
+             itself with the reason; its rows stay pending for the resume.
 """
 
 from abc import ABC, abstractmethod
@@ -16,7 +19,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-SENT, RETRY, FAILED, UNKNOWN, THROTTLED = "sent", "retry", "failed", "unknown", "throttled"
+SENT, RETRY, FAILED, UNKNOWN, THROTTLED, HALTED = "sent", "retry", "failed", "unknown", "throttled", "halted"
 
 
 class Outgoing(NamedTuple):

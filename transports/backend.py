@@ -10,10 +10,10 @@ from email.utils import parseaddr
 
 from django.core.mail.backends.base import BaseEmailBackend
 
-from . import FAILED, RETRY, SENT, THROTTLED, UNKNOWN, Outgoing, get_transport
+from . import FAILED, HALTED, RETRY, SENT, THROTTLED, UNKNOWN, Outgoing, get_transport
 
 # When one message's recipients got different answers, the one that decides what happens next.
-_GRAVITY = [UNKNOWN, FAILED, THROTTLED, RETRY]
+_GRAVITY = [UNKNOWN, FAILED, HALTED, THROTTLED, RETRY]
 
 
 class MailNotAccepted(OSError):
@@ -35,6 +35,8 @@ class TransportEmailBackend(BaseEmailBackend):
             refused = [result for result in results if result.outcome != SENT]
             if refused:
                 outcome = min((r.outcome for r in refused), key=_GRAVITY.index)
+                # A one-off email has no send to stop: "not now, nothing went out", like throttling.
+                outcome = THROTTLED if outcome == HALTED else outcome
                 raise MailNotAccepted(outcome, "; ".join(r.error for r in refused), results)
             # The provider's id of what went out, for the caller to keep (as the bulk ledger does).
             message.provider_id = ",".join(result.provider_id for result in results)[:300]

@@ -11,23 +11,39 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    NoCredentialsError,
     ReadTimeoutError,
 )
 from django.conf import settings
 
-from . import FAILED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport
+from . import FAILED, HALTED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport
 from .smtp import idna_address, needs_smtputf8
 
 log = logging.getLogger(__name__)
 
-# The account is over its rate or quota, or paused: the whole send waits; rows lose nothing.
-THROTTLE_CODES = {
-    "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
-    "SendingPausedException",
+# The account is over its rate or quota: the whole send waits; rows lose nothing.
+THROTTLE_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException"}
+# The credentials, the sender or the account are wrong: no retry helps until a person acts.
+HALT_CODES = {
+    "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
+    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "IncompleteSignature",
+    "SendingPausedException", "AccountSuspendedException", "MailFromDomainNotVerifiedException",
+    "NotAuthorized", "InvalidSignatureException",
 }
 # Not accepted now, worth trying again later.
 TRANSIENT_CODES = {"ServiceUnavailable", "InternalFailure", "RequestTimeout"}
+UNVERIFIED = ("not verified", "authority to send")
 NO_SMTPUTF8 = "the address has non-ASCII characters before the @ and SES does not support SMTPUTF8"
+
+
+def halts(code, status, text):
+    """An answer about the account rather than the message: every message would get it."""
+    if code in HALT_CODES or status in (401, 403):
+        return True
+    # SendEmail's MessageRejected also covers a message's own fault (a virus); an unverified
+    # sender is the account's ("Email address is not verified", or "Did not have authority to
+    # send from email …" for an identity this account does not own).
+    return code == "MessageRejected" and any(words in text.lower() for words in UNVERIFIED)
 
 
 class SESTransport(Transport):
@@ -108,6 +124,8 @@ class SESTransport(Transport):
             code = error.response.get("Error", {}).get("Code", "")
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             text = f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+            if halts(code, status, text):
+                return Result(message.delivery_id, HALTED, error=text)
             if code in THROTTLE_CODES or status == 429:
                 return Result(message.delivery_id, THROTTLED, error=text)
             if code in TRANSIENT_CODES or status >= 500:
@@ -117,6 +135,8 @@ class SESTransport(Transport):
             return Result(message.delivery_id, THROTTLED, error=str(error))
         except (ReadTimeoutError, ConnectionClosedError) as error:
             return Result(message.delivery_id, UNKNOWN, error=f"no answer after the call was made: {error}")
+        except NoCredentialsError as error:
+            return Result(message.delivery_id, HALTED, error=f"no AWS credentials: {error}")
         except BotoCoreError as error:
             return Result(message.delivery_id, RETRY, error=str(error))
         return Result(message.delivery_id, SENT, provider_id=response["MessageId"])

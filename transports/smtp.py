@@ -16,7 +16,7 @@ import time
 import idna
 from django.conf import settings
 
-from . import FAILED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport
+from . import FAILED, HALTED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport, dkim
 
 log = logging.getLogger(__name__)
 LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -25,6 +25,8 @@ IDLE_CHECK_SECONDS = 30
 # Replies that speak for the relay as a whole, not for one recipient: service not available,
 # local error (a relay's rate or quota), TLS or authentication temporarily unavailable.
 THROTTLE_CODES = {421, 451, 454}
+# 530 authentication required, 534 a stronger mechanism wanted, 535 the login refused, 538 encryption required first.
+AUTH_CODES = {530, 534, 535, 538}
 NO_SMTPUTF8 = "the address has non-ASCII characters before the @ and the relay does not offer SMTPUTF8"
 
 
@@ -104,6 +106,7 @@ class SMTPTransport(Transport):
         # Messages per reservation from the rate bucket: whole groups, about 20 messages.
         self.window = settings.SEND_WINDOW or -(-20 // self.in_flight) * self.in_flight
         self.relays = [_Relay(self) for _ in range(self.in_flight)]
+        self.signer = dkim.signer()  # None without DKIM settings; the key is parsed once here
 
     def _connect(self):
         context = ssl.create_default_context() if self.tls in ("ssl", "starttls") else None
@@ -161,6 +164,8 @@ class SMTPTransport(Transport):
                 relay.connection.rset()
         except (smtplib.SMTPException, OSError):
             relay.close()
+        if code in AUTH_CODES and not recipient_only:
+            return Result(message.delivery_id, HALTED, error=f"the relay wants a login it did not get: {text}")
         if 400 <= code < 500:
             # At RCPT TO a 4xx speaks for that one recipient (greylisting, a full mailbox).
             relay_wide = code == 421 or (code in THROTTLE_CODES and not recipient_only)
@@ -210,7 +215,8 @@ class SMTPTransport(Transport):
         except UnicodeError as error:
             error = f"the domain of the address cannot be written in IDNA (punycode): {error}"
             return Result(message.delivery_id, FAILED, error=error)
-        data = _data(message.raw)
+        # DKIM (transports/dkim.py): signed here, just before the bytes go to the relay.
+        data = _data(self.signer.sign(message.raw) if self.signer else message.raw)
         # Until the message body goes out nothing has been sent, so any failure is safe to retry.
         try:
             try:
@@ -223,6 +229,10 @@ class SMTPTransport(Transport):
             connection = relay.connection
         except RelayLacksSMTPUTF8:
             return Result(message.delivery_id, FAILED, error=NO_SMTPUTF8)
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as error:
+            # A wrong password, or a login the relay does not offer: every message would fail alike.
+            relay.close()
+            return Result(message.delivery_id, HALTED, error=f"the relay refused the login: {error}")
         except (smtplib.SMTPException, OSError, socket.timeout) as error:
             # The relay cannot be reached or dropped us before DATA: a pause for the whole send.
             relay.close()
