@@ -278,6 +278,7 @@ SES_TRANSIENT_BOUNCE_WINDOW_DAYS = envint("SES_TRANSIENT_BOUNCE_WINDOW_DAYS", 7)
 SEND_GUARD_SAMPLE = envint("SEND_GUARD_SAMPLE", 1000)
 SEND_GUARD_BOUNCE_RATE = envfloat("SEND_GUARD_BOUNCE_RATE", 0.05)
 SEND_GUARD_COMPLAINT_RATE = envfloat("SEND_GUARD_COMPLAINT_RATE", 0.001)
+SEND_GUARD_EVERY_SECONDS = envfloat("SEND_GUARD_EVERY_SECONDS", 5)  # per issue, at most once in this
 # For tests only: "host:port" to connect to instead of the SNS host (the certificate is still checked
 # for the SNS host's name), and a CA file trusted instead of the system's. Leave both empty.
 SNS_CERTIFICATE_CONNECT_TO = envstr("SNS_CERTIFICATE_CONNECT_TO")

@@ -76,7 +76,7 @@ def test_the_simulators_bounce_and_complaint_stop_mail_to_them(
 def half_sent(ready_issue, settings, monkeypatch):
     """An issue of 40 whose first 20 went out (through the dev outbox) and whose rest are pending."""
     monkeypatch.setattr(engine.chains, "kick", lambda *a, **k: None)
-    settings.SEND_BATCH_SIZE, settings.SEND_GUARD_SAMPLE = 20, 10
+    settings.SEND_BATCH_SIZE, settings.SEND_GUARD_SAMPLE, settings.SEND_GUARD_EVERY_SECONDS = 20, 10, 0
     issue, _ = ready_issue(n=40)
     engine.start_send(issue.pk)
     assert engine.send_next_batch(issue.pk, "w") == ("again", 0)
@@ -118,6 +118,22 @@ def test_complaints_past_a_tenth_of_a_percent_pause_the_send(client, sns, half_s
     assert issue.status == Issue.Status.PAUSED
     assert "marked it as spam" in issue.paused_reason
     finish_and_check(issue)
+
+
+def test_the_guard_counts_at_most_once_an_interval_per_issue(client, sns, half_sent, settings):
+    """A burst of bounces costs one count per interval, not one each; the next count after it sees them all."""
+    from django.core.cache import cache
+
+    issue, rows = half_sent
+    settings.SEND_GUARD_EVERY_SECONDS = 60
+    cache.delete(f"ownedaudience:send-guard:{issue.pk}")
+    for row in rows[:4]:
+        assert post(client, notification(sns, bounce(row))).status_code == 200
+    # The first count saw 1 in 20 (not over); the next three came within the interval.
+    assert Issue.objects.get(pk=issue.pk).status == Issue.Status.SENDING
+    cache.delete(f"ownedaudience:send-guard:{issue.pk}")  # the interval is over
+    assert post(client, notification(sns, bounce(rows[4]))).status_code == 200
+    assert Issue.objects.get(pk=issue.pk).paused_reason.startswith("5 of the first 20 messages bounced")
 
 
 def test_the_guard_waits_for_the_first_sample(client, sns, half_sent, settings):
