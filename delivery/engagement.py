@@ -26,11 +26,10 @@ from django.urls import reverse
 from newsletters import rendering
 from newsletters.models import Issue
 from ownedaudience import links
+from subscribers.tokens import make_token, read_token
 
 from .models import Delivery, DeliveryOpen, IssueEngagement, LinkClick, TrackedLink
 
-LINK_SALT = "ownedaudience.engagement.link"
-OPEN_SALT = "ownedaudience.engagement.open"
 RECIPIENT_SALT = "ownedaudience.engagement.recipient"
 # An <a>'s href, quoted as the renderer and the CSS inliner write it.
 HREF = re.compile(r"""(<a\b[^>]*?\shref=)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
@@ -50,20 +49,12 @@ def _unsign(salt, token):
         return None
 
 
-def _read_id(salt, token):
-    value = _unsign(salt, token)
-    try:
-        return signing.b62_decode(value) if value else None
-    except ValueError:
-        return None
-
-
 def link_token(link_id):
-    return _sign(LINK_SALT, signing.b62_encode(link_id))
+    return make_token("engagement.link", link_id)
 
 
 def open_token(issue_id):
-    return _sign(OPEN_SALT, signing.b62_encode(issue_id))
+    return make_token("engagement.open", issue_id)
 
 
 def recipient_token(issue_id, delivery_id):
@@ -157,7 +148,7 @@ def _recorded_delivery(recipient, issue_id):
 def follow_link(token, recipient="", *, count=True):
     """The stored address behind a /l/ token, or None for a token that is bad or names no link.
     With `count`, the click is counted (and kept against the recipient's delivery, per fan)."""
-    link_id = _read_id(LINK_SALT, token)
+    link_id = read_token("engagement.link", token)
     if link_id is None:
         return None
     link = TrackedLink.objects.filter(pk=link_id).values("id", "issue_id", "url").first()
@@ -174,7 +165,7 @@ def follow_link(token, recipient="", *, count=True):
 
 def record_open(token, recipient=""):
     """Count one open of the issue behind an /o/ token; False (nothing counted) for a bad one."""
-    issue_id = _read_id(OPEN_SALT, token)
+    issue_id = read_token("engagement.open", token)
     if issue_id is None:
         return False
     with transaction.atomic():

@@ -8,7 +8,7 @@ tokens do.
 
 from django.core import signing
 
-PURPOSES = ("unsubscribe", "preferences", "confirm")
+PURPOSES = ("unsubscribe", "preferences", "confirm", "engagement.link", "engagement.open")  # the last two name a link, an issue
 CONFIRM_MAX_AGE = 7 * 24 * 3600
 
 

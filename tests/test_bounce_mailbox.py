@@ -6,7 +6,6 @@ from email.utils import format_datetime
 import pytest
 from django.utils import timezone
 
-from delivery.models import Delivery
 from feedback import dsn, mailbox
 from feedback.models import FeedbackEvent
 from feedback.tasks import read_bounce_mailbox
@@ -15,6 +14,8 @@ from subscribers.models import Subscription, SubscriptionEvent, Suppression
 
 from .imap_server import ImapServer
 from .servers import free_port
+from .test_relay_feedback import sent_through_a_relay
+from .test_sns_feedback import state
 
 pytestmark = pytest.mark.django_db
 
@@ -30,16 +31,7 @@ def imap(settings):
 
 @pytest.fixture
 def sent(ready_issue):
-    issue, subscriptions = ready_issue(n=3)
-    rows = [
-        Delivery.objects.create(issue=issue, subscriber=subscription.subscriber, status=Delivery.Status.SENT,
-                                sent_at=timezone.now())
-        for subscription in subscriptions
-    ]
-    for row in rows:
-        row.message_id = f"<oa.{issue.pk}.{row.pk}@sender.example>"
-        row.save(update_fields=["message_id"])
-    return issue, subscriptions, rows
+    return sent_through_a_relay(ready_issue, 3)
 
 
 def token(subscription):
@@ -101,15 +93,6 @@ def reply_message(row, subscription):
         f"Message-ID: <reply-1@fans.example>\r\nIn-Reply-To: {row.message_id}\r\n\r\n"
         f"Loved it!\r\n\r\n> Unsubscribe: {links.fan('unsubscribe', subscription.pk)}\r\n"
     ).encode()
-
-
-def state():
-    return (
-        sorted(Suppression.objects.values_list("email", "reason")),
-        sorted(Subscription.objects.values_list("id", "status")),
-        SubscriptionEvent.objects.count(),
-        FeedbackEvent.objects.count(),
-    )
 
 
 def test_a_hard_bounce_and_a_mailto_unsubscribe_are_applied_once(imap, sent):

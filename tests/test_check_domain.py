@@ -15,6 +15,8 @@ from django.core.management import call_command
 
 from transports import dkim
 
+from .test_dkim import key_pem  # noqa: F401  (fixture)
+
 
 class TinyDNS:
     """Answers TXT and CNAME questions from `zone` ({(name, type): [values]}); NXDOMAIN for the rest."""
@@ -56,13 +58,6 @@ class TinyDNS:
         self.stopping = True
         self.thread.join()
         self.sock.close()
-
-
-@pytest.fixture(scope="module")
-def key_pem():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from delivery.models import Delivery
 from feedback.models import FeedbackEvent
 from subscribers.models import Subscription, SubscriptionEvent, Suppression
 
+from .test_sns_feedback import state
+
 SECRET = "s3cret-relay-token"
 URL = f"/feedback/relay/{SECRET}/"
 
@@ -26,10 +28,9 @@ def relay(settings):
     return settings
 
 
-@pytest.fixture
-def sent(ready_issue):
-    """An issue sent to two fans through the relay; our Message-ID names each ledger row."""
-    issue, subscriptions = ready_issue(n=2)
+def sent_through_a_relay(ready_issue, n):
+    """An issue sent to n fans through a relay: our Message-ID (delivery/mime.py) names each ledger row."""
+    issue, subscriptions = ready_issue(n=n)
     rows = [
         Delivery.objects.create(issue=issue, subscriber=subscription.subscriber, status=Delivery.Status.SENT,
                                 sent_at=timezone.now())
@@ -39,6 +40,11 @@ def sent(ready_issue):
         row.message_id = f"<oa.{issue.pk}.{row.pk}@sender.example>"
         row.save(update_fields=["message_id"])
     return issue, subscriptions, rows
+
+
+@pytest.fixture
+def sent(ready_issue):
+    return sent_through_a_relay(ready_issue, 2)
 
 
 def postmark_bounce(row, bounce_type="HardBounce", event_id=4323372036854775807):
@@ -70,15 +76,6 @@ def mailgun(row, event="failed", severity="permanent", event_id="G9Bn5sl1TC6nu79
 def post(client, payload, url=URL):
     body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
     return client.post(url, data=body, content_type="application/json")
-
-
-def state():
-    return (
-        sorted(Suppression.objects.values_list("email", "reason")),
-        sorted(Subscription.objects.values_list("id", "status")),
-        SubscriptionEvent.objects.count(),
-        FeedbackEvent.objects.count(),
-    )
 
 
 def test_a_postmark_hard_bounce_suppresses_the_address_and_marks_it_bounced(client, relay, sent):

@@ -1,14 +1,11 @@
 """Amazon SES v2 through boto3: against moto_server on loopback, and a stand-in that throttles."""
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import boto3
 import pytest
@@ -16,7 +13,7 @@ import pytest
 from delivery import engine
 from delivery.models import Delivery
 
-from .servers import free_port
+from .servers import moto_server_running
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -36,24 +33,9 @@ def aws_env(monkeypatch, settings):
 
 @pytest.fixture
 def moto_server(aws_env):
-    port = free_port()
-    moto = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.2)
-    aws_env(url)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    with moto_server_running() as url:
+        aws_env(url)
+        yield url
 
 
 def test_a_send_through_ses_arrives_whole_at_moto(moto_server, ready_issue, transport_settings, monkeypatch):

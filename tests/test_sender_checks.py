@@ -1,11 +1,7 @@
 """transports.checks.sender_problems: SES identities (against moto_server) and DKIM_DOMAIN for SMTP."""
 
-import subprocess
-import sys
-import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import boto3
 import pytest
@@ -13,7 +9,7 @@ from django.core.cache.backends.locmem import LocMemCache
 
 from transports import checks
 
-from .servers import free_port
+from .servers import free_port, moto_server_running
 
 
 @pytest.fixture
@@ -26,23 +22,8 @@ def fresh_cache(monkeypatch):
 
 @pytest.fixture(scope="module")
 def moto_url():
-    port = free_port()
-    moto = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    with moto_server_running() as url:
+        yield url
 
 
 @pytest.fixture

@@ -48,8 +48,9 @@ def ascii_domain(domain):
     return domain if domain.isascii() else _idna(domain)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def _idna(domain):
+    # UTS 46 mapping and IDNA 2008, as email-validator converts the domains a signup stores.
     return idna.encode(domain, uts46=True).decode("ascii")
 
 

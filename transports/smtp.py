@@ -5,7 +5,6 @@ every conversation is written before any reply is read, so the relay works on al
 once and the engine writes one hand-over per group, not per message.
 """
 
-import functools
 import logging
 import re
 import smtplib
@@ -13,7 +12,6 @@ import socket
 import ssl
 import time
 
-import idna
 from django.conf import settings
 
 from . import FAILED, HALTED, RETRY, SENT, THROTTLED, UNKNOWN, Result, Transport, dkim
@@ -30,12 +28,6 @@ AUTH_CODES = {530, 534, 535, 538}
 NO_SMTPUTF8 = "the address has non-ASCII characters before the @ and the relay does not offer SMTPUTF8"
 
 
-@functools.lru_cache(maxsize=4096)
-def _idna_domain(domain):
-    # UTS 46 mapping and IDNA 2008, as email-validator converts the domains a signup stores.
-    return idna.encode(domain, uts46=True).decode("ascii")
-
-
 def idna_address(address):
     """`address` with its domain in IDNA ASCII (punycode), the local part as it is; raises UnicodeError."""
     if address.isascii():
@@ -43,7 +35,7 @@ def idna_address(address):
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
-    return f"{local}@{_idna_domain(domain)}"
+    return f"{local}@{dkim.ascii_domain(domain)}"
 
 
 def needs_smtputf8(*addresses):
